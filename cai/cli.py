@@ -1,0 +1,231 @@
+"""The `cai` command line: constitution tools, jobs, exports and the demo."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from cai import jobs
+from cai.constitution import load_constitution
+from cai.dialogue import Style
+from cai.engine import SamplingConfig
+from cai.errors import CaiError
+from cai.importers import from_anthropic, from_hf, write_constitution
+from cai.models import DEFAULT_MODEL, prepare_default_model
+from cai.records import ResponseRecord
+from cai.run import RunDir, read_jsonl
+from cai.stages.critique import CritiqueConfig
+from cai.stages.generate import GenerateConfig
+from cai.yaml_errors import InvalidFile
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONSTITUTION = ROOT / "constitution" / "default.yaml"
+DEMO_PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+constitution_app = typer.Typer(help="Check and import constitutions.", no_args_is_help=True)
+export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
+model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
+app.add_typer(constitution_app, name="constitution")
+app.add_typer(export_app, name="export")
+app.add_typer(model_app, name="model")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_debug = False
+
+# Options shared by the jobs that generate text.
+Model = Annotated[str, typer.Option(help="Model: the default name, a local folder or a hub id.")]
+StyleOpt = Annotated[Style, typer.Option(help="chat: the model's chat template; transcript: Human:/Assistant: text.")]
+Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")]
+TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling.")]
+MaxTokens = Annotated[int, typer.Option(min=1, help="Most tokens generated per request.")]
+Seed = Annotated[int, typer.Option(help="Seeds principle draws and sampling.")]
+RunOpt = Annotated[Path, typer.Option("--run", help="Run folder.")]
+MaxModelLen = Annotated[Optional[int], typer.Option(min=16, help="Context length (default: the model's).")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks and engine logs.")] = False):
+    global _debug
+    _debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+    )
+    if not debug:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        warnings.filterwarnings("ignore")
+        for noisy in ("vllm", "transformers", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _report(reports: list[jobs.JobReport]) -> None:
+    table = Table(title="summary")
+    for column in ("stage", "rows in", "rows out", "left out", "tokens out", "tokens/s"):
+        table.add_column(column)
+    for r in reports:
+        stats = r.stats
+        table.add_row(
+            r.stage,
+            str(r.rows_in),
+            str(r.rows_out),
+            str(len(r.skipped)),
+            str(stats.completion_tokens) if stats else "-",
+            f"{stats.tokens_per_second:.0f}" if stats else "-",
+        )
+    out.print(table)
+    for r in reports:
+        out.print(f"{r.stage}: {r.output}")
+        for note in r.notes:
+            out.print(f"{r.stage}: {note}")
+        if r.skipped:
+            ids = ", ".join(str(s.id) for s in r.skipped[:10]) + (" …" if len(r.skipped) > 10 else "")
+            out.print(f"{r.stage}: {len(r.skipped)} left out or stopped early ({ids}); see errors.jsonl")
+
+
+@constitution_app.command("check")
+def constitution_check(path: Path):
+    """Validate a constitution and print a summary, or every problem with its line."""
+    try:
+        loaded = load_constitution(path)
+    except InvalidFile as e:
+        for problem in e.problems:
+            err.print(str(problem), markup=False, highlight=False)
+        err.print(f"[red]{len(e.problems)} problem(s) in {path}[/red]")
+        raise typer.Exit(1)
+    c = loaded.constitution
+    out.print(f"[green]ok[/green] {path}: {c.name} (version {c.version})")
+    out.print(f"  critique_revision: {len(c.critique_revision)} principles: {', '.join(p.id for p in c.critique_revision)}")
+    out.print(f"  preference:        {len(c.preference)} principles: {', '.join(p.id for p in c.preference)}")
+    out.print(f"  few-shot examples: {len(c.critique_examples)} critique/revision, {len(c.preference_examples)} preference")
+    out.print(f"  sha256: {loaded.sha256}")
+    if not c.preference:
+        out.print("[yellow]note: no preference principles, so the AI judge has nothing to ask[/yellow]")
+
+
+@constitution_app.command("import")
+def constitution_import(
+    source: Annotated[Path, typer.Argument(help="anthropic: the paper's prompts/ folder; hf: the recipe's JSON file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The YAML file to write.")],
+    fmt: Annotated[str, typer.Option("--from", help="anthropic or hf")] = "anthropic",
+):
+    """Convert a published constitution into cai's YAML."""
+    converters = {"anthropic": from_anthropic, "hf": from_hf}
+    if fmt not in converters:
+        raise CaiError(f"--from must be one of {', '.join(converters)}, not '{fmt}'")
+    if not source.exists():
+        raise CaiError(f"{source}: no such file or folder")
+    write_constitution(converters[fmt](source), output)
+    constitution_check(output)
+
+
+@model_app.command("prepare")
+def model_prepare():
+    """Convert the default model into the cache ($CAI_HOME), if it is not there yet."""
+    out.print(str(prepare_default_model()))
+
+
+@app.command()
+def generate(
+    prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")],
+    run: RunOpt,
+    model: Model = DEFAULT_MODEL,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N prompts.")] = None,
+    prompt_field: Annotated[str, typer.Option(help="The field holding the prompt text.")] = "prompt",
+    style: StyleOpt = Style.chat,
+    temperature: Temperature = 0.7,
+    top_p: TopP = 0.95,
+    max_tokens: MaxTokens = 256,
+    seed: Seed = 0,
+    max_model_len: MaxModelLen = None,
+):
+    """Write the model's first answer to each prompt into RUN/responses.jsonl."""
+    sampling = SamplingConfig(temperature, top_p, max_tokens, seed)
+    engine = jobs.open_engine(model, max_model_len=max_model_len)
+    report = jobs.generate(
+        RunDir(run), prompts, engine, GenerateConfig(model, style, sampling), prompt_field, limit
+    )
+    _report([report])
+
+
+@app.command()
+def critique(
+    run: RunOpt,
+    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
+    constitution: Annotated[Path, typer.Option(help="Constitution YAML.")] = DEFAULT_CONSTITUTION,
+    seed: Seed = 0,
+    model: Annotated[Optional[str], typer.Option(help="Default: the model that wrote the responses.")] = None,
+    style: Annotated[Optional[Style], typer.Option(help="Default: the style of the responses.")] = None,
+    temperature: Temperature = 0.7,
+    top_p: TopP = 0.95,
+    max_tokens: MaxTokens = 256,
+    max_model_len: MaxModelLen = None,
+):
+    """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl."""
+    run_dir = RunDir(run)
+    loaded = load_constitution(constitution)
+    first = read_jsonl(run_dir.require("responses.jsonl", "cai generate"), ResponseRecord)[:1]
+    if first:
+        model = model or first[0].provenance.model
+        style = style or Style(first[0].provenance.style)
+    config = CritiqueConfig(
+        model or DEFAULT_MODEL, style or Style.chat, rounds, seed, SamplingConfig(temperature, top_p, max_tokens, seed)
+    )
+    engine = jobs.open_engine(config.model, max_model_len=max_model_len)
+    _report([jobs.critique(run_dir, engine, loaded, config)])
+
+
+@export_app.command("sft")
+def export_sft(
+    run: RunOpt,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/sft.jsonl.")] = None,
+    all_rounds: Annotated[bool, typer.Option(help="One row per round's revision, as the paper trained.")] = False,
+    mix: Annotated[Optional[Path], typer.Option(help="Helpful conversations to blend in.")] = None,
+    mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
+    seed: Seed = 0,
+):
+    """Write the SFT set in TRL's conversational format."""
+    _report([jobs.export_sft(RunDir(run), output, all_rounds, mix, mix_ratio if mix else 0.0, seed)])
+
+
+@app.command()
+def demo(
+    run: RunOpt = Path("runs/demo"),
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N bundled prompts.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
+    model: Model = DEFAULT_MODEL,
+    max_tokens: MaxTokens = 160,
+):
+    """The whole SL-CAI path on the bundled red-team prompts: generate, critique, export sft."""
+    run_dir = RunDir(run)
+    sampling = SamplingConfig(max_tokens=max_tokens)
+    loaded = load_constitution(DEFAULT_CONSTITUTION)
+    engine = jobs.open_engine(model)  # one engine for every step, so its prefix cache carries over
+    reports = [
+        jobs.generate(run_dir, DEMO_PROMPTS, engine, GenerateConfig(model, sampling=sampling), limit=limit),
+        jobs.critique(run_dir, engine, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling)),
+        jobs.export_sft(run_dir),
+    ]
+    _report(reports)
+    out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except CaiError as e:
+        if _debug:
+            raise
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,172 @@
+"""Read prompts from the files users have: JSONL (plain or .gz), JSON, CSV or Parquet.
+
+A row is a prompt when it has a text field (`prompt` by default), a `messages` list, or an hh-rlhf
+`chosen` transcript. Its id is its own `id` field, else a hash of its content, so that the same
+input always gets the same ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cai.errors import CaiError
+from cai.records import Message, PromptRow
+from cai.transcript import hh_prompt, transcript_to_messages
+
+
+class InputError(CaiError):
+    """A problem with an input file, naming the file and line."""
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, dict | InputError]]:
+    """(line number, row) pairs of a data file, whatever its format.
+
+    A malformed line comes as an InputError in place of the row, so that callers can report it
+    and go on; a file that cannot be read at all raises.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = suffixes[-1:] == [".gz"]
+    kind = (suffixes[:-1] if gz else suffixes)[-1:] or [""]
+    kind = kind[0]
+    if kind == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+        return
+    raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    if kind == ".csv":
+        text = _decode(raw, path)
+        yield from enumerate(csv.DictReader(io.StringIO(text)), start=2)  # line 1 is the header
+    elif kind == ".json":
+        try:
+            data = json.loads(_decode(raw, path))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+        if isinstance(data, dict):  # {"data": [...]} and the like: take the only list
+            lists = [v for v in data.values() if isinstance(v, list)]
+            data = lists[0] if len(lists) == 1 else [data]
+        for number, row in enumerate(data, start=1):
+            yield number, row if isinstance(row, dict) else InputError(f"{path}: item {number} is not an object")
+    else:
+        for number, line in enumerate(raw.split(b"\n"), start=1):
+            if line.strip():
+                yield number, _parse_line(line, path, number)
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _parse_line(line: bytes, path: Path, number: int) -> dict | InputError:
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return InputError(f"{path}:{number}: not UTF-8 text")
+    except json.JSONDecodeError as e:
+        return InputError(f"{path}:{number}: invalid JSON: {e.msg}")
+    return row if isinstance(row, dict) else InputError(f"{path}:{number}: expected a JSON object")
+
+
+def row_prompt(row: dict, prompt_field: str = "prompt") -> list[Message]:
+    """The conversation a row asks the model to continue (ends with the user's turn)."""
+    value = row.get(prompt_field)
+    if value is None and "messages" in row:
+        value = row["messages"]
+    if value is None and isinstance(row.get("chosen"), str):
+        return hh_prompt(row["chosen"])
+    if isinstance(value, str):
+        if "\n\nHuman:" in value or value.startswith("Human:"):
+            return hh_prompt(value)
+        if not value.strip():
+            raise ValueError(f"empty '{prompt_field}'")
+        return [Message(role="user", content=value)]
+    if isinstance(value, list):
+        messages = [Message.model_validate(m) for m in value]
+        while messages and messages[-1].role == "assistant":
+            messages.pop()  # a full conversation: the prompt is everything before the answer
+        if not messages:
+            raise ValueError("no user turn in 'messages'")
+        return messages
+    raise ValueError(f"no '{prompt_field}' text, 'messages' list or hh-rlhf 'chosen' transcript")
+
+
+def row_conversation(row: dict) -> list[Message]:
+    """A whole conversation (ending with the assistant's answer), for mixing into SFT sets."""
+    if isinstance(row.get("messages"), list):
+        messages = [Message.model_validate(m) for m in row["messages"]]
+    elif isinstance(row.get("chosen"), str):
+        messages = transcript_to_messages(row["chosen"])
+    else:
+        raise ValueError("no 'messages' list or hh-rlhf 'chosen' transcript")
+    if not messages or messages[-1].role != "assistant":
+        raise ValueError("conversation does not end with an assistant turn")
+    return messages
+
+
+def content_id(messages: list[Message]) -> str:
+    blob = json.dumps([m.model_dump() for m in messages], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_prompts(
+    path: str | Path, prompt_field: str = "prompt", limit: int | None = None
+) -> tuple[list[PromptRow], list[str]]:
+    """Prompt rows, and warnings for rows left out (bad rows, duplicate ids) by file and line."""
+    rows, warnings, seen = [], [], set()
+    for line, row in read_rows(path):
+        if limit is not None and len(rows) >= limit:
+            break
+        if isinstance(row, InputError):
+            warnings.append(str(row))
+            continue
+        try:
+            prompt = row_prompt(row, prompt_field)
+        except (ValueError, ValidationError) as e:
+            warnings.append(f"{path}:{line}: {_reason(e)}")
+            continue
+        row_id = str(row["id"]) if row.get("id") not in (None, "") else content_id(prompt)
+        if row_id in seen:
+            warnings.append(f"{path}:{line}: duplicate id '{row_id}', kept the first")
+            continue
+        seen.add(row_id)
+        rows.append(PromptRow(id=row_id, prompt=prompt, line=line))
+    return rows, warnings
+
+
+def load_conversations(path: str | Path) -> tuple[list[list[Message]], list[str]]:
+    conversations, warnings = [], []
+    for line, row in read_rows(path):
+        if isinstance(row, InputError):
+            warnings.append(str(row))
+            continue
+        try:
+            conversations.append(row_conversation(row))
+        except (ValueError, ValidationError) as e:
+            warnings.append(f"{path}:{line}: {_reason(e)}")
+    return conversations, warnings
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"invalid message: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return str(error)
+
+
+def sha256_of(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

