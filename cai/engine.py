@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
+from cai.errors import CaiError
 from cai.records import Message
 
 
@@ -63,6 +64,13 @@ class EngineStats:
         return {**asdict(self), "tokens_per_second": round(self.tokens_per_second, 1)}
 
 
+def _context_length(model: str) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    return getattr(config.get_text_config(), "max_position_embeddings", None) or 8192
+
+
 @dataclass
 class Engine:
     """vLLM's offline engine, with the settings that make it start fast and run on CPU too."""
@@ -81,7 +89,16 @@ class Engine:
         from vllm import LLM
         from vllm.platforms import current_platform
 
-        cpu = {"kv_cache_memory_bytes": int(self.kv_cache_gib * 2**30)} if current_platform.is_cpu() else {}
+        cpu = {}
+        if current_platform.is_cpu():
+            # Chunked prefill rewinds a seeded request's generator when it discards a token, which
+            # CPU generators cannot do ("CPU Generator does not use offset"): prefill prompts whole.
+            context = self.max_model_len or _context_length(self.model)
+            cpu = {
+                "kv_cache_memory_bytes": int(self.kv_cache_gib * 2**30),
+                "enable_chunked_prefill": False,
+                "max_num_batched_tokens": max(context, 8192),
+            }
         self.llm = LLM(
             model=self.model,
             max_model_len=self.max_model_len,
@@ -94,11 +111,57 @@ class Engine:
         self.context_length = self.llm.llm_engine.model_config.max_model_len
 
     def token_ids(self, prompt: list[Message] | str) -> list[int]:
+        """Token ids of a prompt. Chat prompts that end with an assistant message continue it
+        (the judge's answer prefix); others get the template's generation prompt."""
         if isinstance(prompt, str):
             return self.tokenizer(prompt).input_ids
         messages = [m.model_dump() for m in prompt]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        go_on = messages[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=not go_on, continue_final_message=go_on, tokenize=False
+        )
         return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def option_token_ids(self, prefix: str, options: list[str]) -> list[int]:
+        """The single token each option (e.g. "A") is, right after `prefix` (e.g. "answer is: (")."""
+        base = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        ids = []
+        for option in options:
+            full = self.tokenizer(prefix + option, add_special_tokens=False).input_ids
+            if full[: len(base)] != base or len(full) != len(base) + 1:
+                raise CaiError(
+                    f"the judge's tokenizer does not read option '{option}' after '{prefix}' as one "
+                    "token of its own; this judge model cannot be used"
+                )
+            ids.append(full[-1])
+        return ids
+
+    def option_logprobs(
+        self, prompts: list[list[Message] | str], option_ids: list[int]
+    ) -> list[list[float] | None]:
+        """The next-token log-probabilities of `option_ids` after each prompt: one prefill each.
+
+        None marks a prompt too long for the context.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(option_ids))
+        token_lists = [self.token_ids(p) for p in prompts]
+        fits = [i for i, ids in enumerate(token_lists) if len(ids) + 1 <= self.context_length]
+        self.stats.too_long += len(prompts) - len(fits)
+        start = time.perf_counter()
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=token_lists[i]) for i in fits], params, use_tqdm=self.show_progress
+        ) if fits else []
+        self.stats.seconds += time.perf_counter() - start
+        self.stats.requests += len(fits)
+        results: list[list[float] | None] = [None] * len(prompts)
+        for i, out in zip(fits, outputs):
+            scores = out.outputs[0].logprobs[0]
+            results[i] = [scores[t].logprob for t in option_ids]
+            self.stats.prompt_tokens += len(out.prompt_token_ids)
+        return results
 
     def generate(self, requests: list[Request], sampling: SamplingConfig) -> list[Generation | None]:
         """One batched call; None marks a prompt that, with max_tokens, would not fit the context."""

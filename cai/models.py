@@ -42,7 +42,9 @@ def prepare_default_model() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF, dtype=torch.bfloat16)
+    # De-quantizing is fastest in float32; bfloat16 (what vLLM runs) halves the file.
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF, dtype=torch.float32)
+    model = model.to(torch.bfloat16)
     # The weights are de-quantized on load; drop the GGUF markers so they save as plain tensors.
     model.hf_quantizer = None
     del model.config.quantization_config

@@ -32,3 +32,10 @@ def draw(principles: list[P], seed: int, example_id: str, round_index: int) -> P
 def derived_seed(*key: object) -> int:
     """A 31-bit sampling seed for one request, stable across runs and batch layouts."""
     return rng_for(*key).getrandbits(31)
+
+
+def draw_distinct(principles: list[P], k: int, seed: int, key: str) -> list[P]:
+    """k different principles, weighted (Efraimidis–Spirakis: the k largest u ** (1 / weight))."""
+    rng = rng_for(seed, key, "distinct")
+    scored = sorted(principles, key=lambda p: rng.random() ** (1.0 / p.weight), reverse=True)
+    return scored[:k]

@@ -78,3 +78,35 @@ class SftRow(BaseModel):
     principle_ids: list[str] = []
     constitution_sha256: str | None = None
     model: str | None = None
+
+
+class SampleRecord(BaseModel):
+    """A row of `samples.jsonl`: K answers to one prompt, for the AI judge to compare."""
+
+    id: str
+    prompt: list[Message]
+    responses: list[str]
+    provenance: Provenance
+
+
+class Judgement(BaseModel):
+    """One question to the judge: which of two answers, shown in `order`, is better."""
+
+    principle_id: str
+    order: Literal["AB", "BA"]
+    p_first: float = Field(description="the judge's probability for the answer it saw as (A)")
+    reasoning: str | None = None
+
+
+class PreferenceRecord(BaseModel):
+    """A row of `preferences.jsonl`, in TRL's conversational preference format."""
+
+    id: str
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    p_chosen: float = Field(description="debiased probability that `chosen` is better (>= 0.5)")
+    margin: float = Field(description="logit(p_chosen), for TRL RewardTrainer's margin")
+    judgements: list[Judgement]
+    pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
+    provenance: Provenance

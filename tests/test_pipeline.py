@@ -151,3 +151,19 @@ def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
 
     bad = cai("critique", "--run", str(tmp_path / "missing"))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "cai generate" in bad.stderr
+
+
+def test_seeded_batches_larger_than_one_step(tmp_path, engine):
+    """More uncached prompt tokens than one engine step holds (4096): on CPU this once crashed
+    vLLM ('CPU Generator does not use offset') when a seeded prompt's prefill was split."""
+    import random
+
+    words = [f"w{i}" for i in range(3000)]
+    rng = random.Random(0)
+    prompts = tmp_path / "long.jsonl"
+    prompts.write_text("".join(
+        json.dumps({"id": f"long{i}", "prompt": " ".join(rng.choices(words, k=700))}) + "\n" for i in range(10)
+    ))
+    run = RunDir(tmp_path / "run")
+    report = jobs.generate(run, prompts, engine, GenerateConfig("tiny", sampling=SamplingConfig(max_tokens=4)))
+    assert report.rows_out == 10 and report.stats.prompt_tokens > 8000

@@ -1,0 +1,84 @@
+"""The AI judge as a multiple-choice question, and the arithmetic of its soft labels.
+
+The judge sees a conversation, a principle's question and two answers as options (A) and (B). Its
+label is its own next-token probabilities of the letters after a fixed answer prefix, normalised
+over the two: one prefill per judgement, no text to parse. Asking in both orders and averaging
+cancels the judge's position bias; several principles per pair make the paper's ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cai.constitution import PreferenceExample
+from cai.dialogue import Style, Turn, render
+from cai.records import Judgement, Message
+from cai.transcript import messages_to_transcript
+
+ANSWER_PREFIX = "The answer is: ("
+COT_PREFIX = "Let's think step by step:"
+OPTIONS = ["A", "B"]
+_TAGS = ("conversation", "response")
+
+
+def _quote(text: str) -> str:
+    """Escape our delimiter tags inside data, so no text can close a block early."""
+    for tag in _TAGS:
+        text = text.replace(f"<{tag}>", f"&lt;{tag}&gt;").replace(f"</{tag}>", f"&lt;/{tag}&gt;")
+    return text
+
+
+def question_text(conversation: list[Message], question: str, first: str, second: str) -> str:
+    """The judge's question; every piece of data sits between delimiters."""
+    return (
+        "Consider the following conversation between a human and an assistant:\n"
+        f"<conversation>\n{_quote(messages_to_transcript(conversation).strip())}\n</conversation>\n\n"
+        f"{question}\n\nOptions:\n"
+        f"(A) <response>\n{_quote(first)}\n</response>\n"
+        f"(B) <response>\n{_quote(second)}\n</response>\n\n"
+        "Answer with (A) or (B)."
+    )
+
+
+def few_shot_turns(examples: list[PreferenceExample], question: str) -> list[Turn]:
+    """Worked judgements under the same question; the better answer alternates between A and B."""
+    turns = []
+    for i, ex in enumerate(examples):
+        first, second, letter = (ex.better, ex.worse, "A") if i % 2 == 0 else (ex.worse, ex.better, "B")
+        turns += [
+            ("Human", question_text(ex.prompt, question, first, second)),
+            ("Assistant", f"{ANSWER_PREFIX}{letter})"),
+        ]
+    return turns
+
+
+def judge_prompt(turns: list[Turn], style: Style, answer_prefix: str) -> list[Message] | str:
+    """A prompt whose answer starts with `answer_prefix`, the text the judge continues."""
+    if style is Style.chat:
+        return render(turns, style, "Assistant") + [Message(role="assistant", content=answer_prefix)]
+    return f"{render(turns, style, 'Assistant')} {answer_prefix}"
+
+
+def p_first(logprobs: list[float]) -> float:
+    """P(A) normalised over the two options (a softmax over their log-probabilities)."""
+    a, b = logprobs
+    return 1.0 / (1.0 + math.exp(b - a))
+
+
+def clamp(p: float, bounds: tuple[float, float] | None) -> float:
+    return p if bounds is None else min(max(p, bounds[0]), bounds[1])
+
+
+def p_x_better(judgements: list[Judgement], bounds: tuple[float, float] | None = None) -> float:
+    """Debiased probability that x (shown as A in order AB, as B in BA) is the better answer:
+    the mean of p_first(AB) and 1 - p_first(BA) over every judgement, each clamped to `bounds`."""
+    values = [
+        clamp(j.p_first, bounds) if j.order == "AB" else 1.0 - clamp(j.p_first, bounds) for j in judgements
+    ]
+    return sum(values) / len(values)
+
+
+def margin(p_chosen: float) -> float:
+    """logit(p_chosen): 0 for a coin flip, large for a confident label (TRL's reward margin)."""
+    p = min(max(p_chosen, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))

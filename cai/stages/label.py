@@ -1,0 +1,177 @@
+"""Stage 2 of RL-CAI: the AI judge labels every pair of answers to a prompt.
+
+For each pair, P principles are drawn; for each principle the judge is asked in both orders (AB
+and BA) unless swapping is off. All judgements of the batch go to the engine as ONE call of
+prefills (plus one generation call first with chain-of-thought).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from cai.constitution import LoadedConstitution, PreferencePrinciple
+from cai.dialogue import Style
+from cai.engine import Engine, Request, SamplingConfig
+from cai.judge import (
+    ANSWER_PREFIX,
+    COT_PREFIX,
+    OPTIONS,
+    few_shot_turns,
+    judge_prompt,
+    margin,
+    p_first,
+    p_x_better,
+    question_text,
+)
+from cai.principles import draw_distinct, rng_for
+from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
+from cai.stages.generate import stop_strings
+
+log = logging.getLogger("cai")
+
+
+@dataclass
+class LabelConfig:
+    model: str  # the judge
+    style: Style = Style.chat
+    principles_per_pair: int = 1
+    swap: bool = True
+    cot: bool = False
+    cot_bounds: tuple[float, float] = (0.4, 0.6)  # the paper's clamp for over-confident CoT labels
+    cot_max_tokens: int = 256
+    seed: int = 0
+
+    def settings(self) -> dict:
+        keys = ("principles_per_pair", "swap", "cot", "cot_bounds", "cot_max_tokens")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class LabelResult:
+    records: list[PreferenceRecord]
+    skipped: list[Skipped] = field(default_factory=list)
+    identical: int = 0  # pairs of identical answers, dropped
+
+
+@dataclass
+class _Pair:
+    sample: SampleRecord
+    i: int
+    j: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.sample.id}:{self.i}-{self.j}"
+
+
+@dataclass
+class _Ask:
+    pair: int
+    principle: PreferencePrinciple
+    order: str
+    turns: list
+
+
+def pairs_of(samples: list[SampleRecord]) -> tuple[list[_Pair], int]:
+    """Every pair of different answers to a prompt (K·(K−1)/2), and how many were identical."""
+    pairs, identical = [], 0
+    for s in samples:
+        for i, j in combinations(range(len(s.responses)), 2):
+            if s.responses[i].strip() == s.responses[j].strip():
+                identical += 1
+            else:
+                pairs.append(_Pair(s, i, j))
+    return pairs, identical
+
+
+def _asks(pairs: list[_Pair], constitution: LoadedConstitution, config: LabelConfig) -> list[_Ask]:
+    c = constitution.constitution
+    asks = []
+    for n, pair in enumerate(pairs):
+        x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
+        for principle in draw_distinct(c.preference, config.principles_per_pair, config.seed, pair.id):
+            if config.swap:
+                orders = ["AB", "BA"]
+            else:  # one order, drawn fairly, so that position bias does not favour x
+                orders = [rng_for(config.seed, pair.id, principle.id, "order").choice(["AB", "BA"])]
+            for order in orders:
+                first, second = (x, y) if order == "AB" else (y, x)
+                question = question_text(pair.sample.prompt, principle.question, first, second)
+                turns = few_shot_turns(c.preference_examples, principle.question) + [("Human", question)]
+                asks.append(_Ask(n, principle, order, turns))
+    return asks
+
+
+def label_batch(
+    samples: list[SampleRecord], engine: Engine, constitution: LoadedConstitution, config: LabelConfig
+) -> LabelResult:
+    pairs, identical = pairs_of(samples)
+    asks = _asks(pairs, constitution, config)
+    reasoning: list[str | None] = [None] * len(asks)
+    if config.cot:
+        log.info("judge: reasoning for %d judgements", len(asks))
+        cot_sampling = SamplingConfig(temperature=0.0, max_tokens=config.cot_max_tokens, seed=config.seed)
+        outs = engine.generate(
+            [
+                Request(judge_prompt(a.turns, config.style, COT_PREFIX), key=f"cot:{pairs[a.pair].id}:{a.principle.id}:{a.order}",
+                        stop=("The answer is",) + stop_strings(config.style))
+                for a in asks
+            ],
+            cot_sampling,
+        )
+        reasoning = [o.text if o is not None else None for o in outs]
+
+    prefixes = [
+        f"{COT_PREFIX} {r}\n\n{ANSWER_PREFIX}" if config.cot else ANSWER_PREFIX for r in reasoning
+    ]
+    log.info("judge: %d judgements of %d pairs", len(asks), len(pairs))
+    option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
+    fits = [i for i, r in enumerate(reasoning) if not (config.cot and r is None)]
+    scores = engine.option_logprobs(
+        [judge_prompt(asks[i].turns, config.style, prefixes[i]) for i in fits], option_ids
+    )
+    judgements: list[Judgement | None] = [None] * len(asks)  # None: did not fit the context
+    for i, logprobs in zip(fits, scores):
+        if logprobs is not None:
+            a = asks[i]
+            judgements[i] = Judgement(
+                principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
+            )
+    by_pair = defaultdict(list)
+    for a, judgement in zip(asks, judgements):
+        by_pair[a.pair].append(judgement)
+
+    provenance = Provenance(
+        model=config.model,
+        sampling=config.settings(),
+        style=config.style.value,
+        constitution_sha256=constitution.sha256,
+        seed=config.seed,
+    )
+    result = LabelResult(records=[], identical=identical)
+    bounds = config.cot_bounds if config.cot else None
+    for n, pair in enumerate(pairs):
+        judgements = by_pair[n]
+        if any(j is None for j in judgements):
+            result.skipped.append(Skipped(id=pair.id, stage="label", reason="judge prompt too long for the context"))
+            continue
+        p_x = p_x_better(judgements, bounds)
+        x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
+        chosen, rejected, p, indices = (x, y, p_x, (pair.i, pair.j)) if p_x >= 0.5 else (y, x, 1 - p_x, (pair.j, pair.i))
+        result.records.append(
+            PreferenceRecord(
+                id=pair.id,
+                prompt=pair.sample.prompt,
+                chosen=[Message(role="assistant", content=chosen)],
+                rejected=[Message(role="assistant", content=rejected)],
+                p_chosen=p,
+                margin=margin(p),
+                judgements=judgements,
+                pair=indices,
+                provenance=provenance,
+            )
+        )
+    return result
