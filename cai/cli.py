@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -21,10 +22,11 @@ from cai.engine import SamplingConfig
 from cai.errors import CaiError
 from cai.importers import from_anthropic, from_hf, write_constitution
 from cai.models import DEFAULT_MODEL, prepare_default_model
-from cai.records import ResponseRecord
+from cai.records import ResponseRecord, SampleRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
+from cai.stages.label import LabelConfig
 from cai.yaml_errors import InvalidFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +37,9 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=F
 constitution_app = typer.Typer(help="Check and import constitutions.", no_args_is_help=True)
 export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
 model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure judges against human labels.", no_args_is_help=True)
 app.add_typer(constitution_app, name="constitution")
+app.add_typer(eval_app, name="eval")
 app.add_typer(export_app, name="export")
 app.add_typer(model_app, name="model")
 
@@ -52,6 +56,15 @@ MaxTokens = Annotated[int, typer.Option(min=1, help="Most tokens generated per r
 Seed = Annotated[int, typer.Option(help="Seeds principle draws and sampling.")]
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder.")]
 MaxModelLen = Annotated[Optional[int], typer.Option(min=16, help="Context length (default: the model's).")]
+Limit = Annotated[Optional[int], typer.Option(min=1, help="Use the first N rows.")]
+PromptField = Annotated[str, typer.Option(help="The field holding the prompt text.")]
+ConstitutionOpt = Annotated[Path, typer.Option(help="Constitution YAML.")]
+JudgeModel = Annotated[Optional[str], typer.Option(help="The judge (default: the model that wrote the answers).")]
+PrinciplesPerPair = Annotated[int, typer.Option(min=1, help="Principles sampled per pair and averaged (an ensemble).")]
+Cot = Annotated[bool, typer.Option("--cot", help="The judge reasons step by step first; labels are clamped.")]
+NoSwap = Annotated[bool, typer.Option("--no-swap", help="Ask in one order only (no position debiasing).")]
+CotMin = Annotated[float, typer.Option(min=0.0, max=0.5, help="Low clamp for chain-of-thought labels.")]
+CotMax = Annotated[float, typer.Option(min=0.5, max=1.0, help="High clamp for chain-of-thought labels.")]
 
 
 @app.callback()
@@ -141,8 +154,8 @@ def generate(
     prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")],
     run: RunOpt,
     model: Model = DEFAULT_MODEL,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N prompts.")] = None,
-    prompt_field: Annotated[str, typer.Option(help="The field holding the prompt text.")] = "prompt",
+    limit: Limit = None,
+    prompt_field: PromptField = "prompt",
     style: StyleOpt = Style.chat,
     temperature: Temperature = 0.7,
     top_p: TopP = 0.95,
@@ -163,7 +176,7 @@ def generate(
 def critique(
     run: RunOpt,
     rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
-    constitution: Annotated[Path, typer.Option(help="Constitution YAML.")] = DEFAULT_CONSTITUTION,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     seed: Seed = 0,
     model: Annotated[Optional[str], typer.Option(help="Default: the model that wrote the responses.")] = None,
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the responses.")] = None,
@@ -184,6 +197,93 @@ def critique(
     )
     engine = jobs.open_engine(config.model, max_model_len=max_model_len)
     _report([jobs.critique(run_dir, engine, loaded, config)])
+
+
+@app.command()
+def sample(
+    prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")],
+    run: RunOpt,
+    model: Model = DEFAULT_MODEL,
+    n: Annotated[int, typer.Option("-n", min=2, help="Answers per prompt.")] = 2,
+    limit: Limit = None,
+    prompt_field: PromptField = "prompt",
+    style: StyleOpt = Style.chat,
+    temperature: Temperature = 1.0,
+    top_p: TopP = 0.95,
+    max_tokens: MaxTokens = 256,
+    seed: Seed = 0,
+    max_model_len: MaxModelLen = None,
+):
+    """Write N answers per prompt into RUN/samples.jsonl, for the AI judge to compare."""
+    config = GenerateConfig(model, style, SamplingConfig(temperature, top_p, max_tokens, seed), n)
+    engine = jobs.open_engine(model, max_model_len=max_model_len)
+    _report([jobs.generate(RunDir(run), prompts, engine, config, prompt_field, limit, stage="sample")])
+
+
+def _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed) -> LabelConfig:
+    return LabelConfig(judge, style, principles_per_pair, not no_swap, cot, (cot_min, cot_max), seed=seed)
+
+
+@app.command()
+def label(
+    run: RunOpt,
+    judge_model: JudgeModel = None,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    principles_per_pair: PrinciplesPerPair = 1,
+    cot: Cot = False,
+    no_swap: NoSwap = False,
+    cot_min: CotMin = 0.4,
+    cot_max: CotMax = 0.6,
+    style: Annotated[Optional[Style], typer.Option(help="Default: the style of the samples.")] = None,
+    seed: Seed = 0,
+    max_model_len: MaxModelLen = None,
+):
+    """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl."""
+    run_dir = RunDir(run)
+    loaded = load_constitution(constitution)
+    first = read_jsonl(run_dir.require("samples.jsonl", "cai sample"), SampleRecord)[:1]
+    judge = judge_model or (first[0].provenance.model if first else DEFAULT_MODEL)
+    style = style or (Style(first[0].provenance.style) if first else Style.chat)
+    config = _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
+    engine = jobs.open_engine(judge, max_model_len=max_model_len)
+    _report([jobs.label(run_dir, engine, loaded, config)])
+
+
+@eval_app.command("judge")
+def eval_judge(
+    pairs: Annotated[Path, typer.Option(help="Pairs humans judged (hh-rlhf chosen/rejected by default).")],
+    chosen_field: Annotated[str, typer.Option(help="The field of the answer humans preferred.")] = "chosen",
+    rejected_field: Annotated[str, typer.Option(help="The field of the other answer.")] = "rejected",
+    limit: Limit = None,
+    judge_model: Annotated[str, typer.Option(help="The judge.")] = DEFAULT_MODEL,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    principles_per_pair: PrinciplesPerPair = 1,
+    cot: Cot = False,
+    no_swap: NoSwap = False,
+    cot_min: CotMin = 0.4,
+    cot_max: CotMax = 0.6,
+    style: StyleOpt = Style.chat,
+    seed: Seed = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
+    max_model_len: MaxModelLen = None,
+):
+    """Run the judge on human-labelled pairs and print accuracy, position bias and calibration."""
+    loaded = load_constitution(constitution)
+    config = _label_config(judge_model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
+    engine = jobs.open_engine(judge_model, max_model_len=max_model_len)
+    summary = jobs.eval_judge(pairs, out_dir, engine, loaded, config, chosen_field, rejected_field, limit)
+    print(json.dumps(summary, indent=2))
+    err.print(f"per-pair results: {out_dir / 'judgements.jsonl'}")
+
+
+@export_app.command("prefs")
+def export_prefs(
+    run: RunOpt,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/prefs.jsonl.")] = None,
+    min_confidence: Annotated[float, typer.Option(min=0.5, max=1.0, help="Keep pairs with p_chosen at least this.")] = 0.5,
+):
+    """Write the preference set for TRL's RewardTrainer and DPOTrainer."""
+    _report([jobs.export_prefs(RunDir(run), output, min_confidence)])
 
 
 @export_app.command("sft")

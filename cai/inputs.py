@@ -170,3 +170,52 @@ def _reason(error: Exception) -> str:
 
 def sha256_of(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _answer(value) -> str:
+    """The answer in a pair field: a plain string, or the last assistant turn of messages."""
+    if isinstance(value, list):
+        messages = [Message.model_validate(m) for m in value]
+        if messages and messages[-1].role == "assistant":
+            return messages[-1].content
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError("expected an answer (text, or messages ending with the assistant's)")
+
+
+def load_pairs(
+    path: str | Path, chosen_field: str = "chosen", rejected_field: str = "rejected", limit: int | None = None
+) -> tuple[list[tuple[PromptRow, str, str]], list[str]]:
+    """Answer pairs whose better one humans chose: (prompt row, chosen, rejected) and warnings.
+
+    hh-rlhf rows hold two whole transcripts that differ only in the last Assistant turn; other rows
+    hold a prompt (as `cai generate` reads it) and the two answers.
+    """
+    pairs, warnings, seen = [], [], set()
+    for line, row in read_rows(path):
+        if limit is not None and len(pairs) >= limit:
+            break
+        if isinstance(row, InputError):
+            warnings.append(str(row))
+            continue
+        try:
+            chosen, rejected = row.get(chosen_field), row.get(rejected_field)
+            if chosen is None or rejected is None:
+                raise ValueError(f"no '{chosen_field}' or '{rejected_field}' field")
+            if isinstance(chosen, str) and isinstance(rejected, str) and "Human:" in chosen:
+                prompt = hh_prompt(chosen)
+                chosen, rejected = (transcript_to_messages(t)[-1].content for t in (chosen, rejected))
+            else:
+                prompt = row_prompt(row)
+                chosen, rejected = _answer(chosen), _answer(rejected)
+        except (ValueError, ValidationError, IndexError) as e:
+            warnings.append(f"{path}:{line}: {_reason(e)}")
+            continue
+        answers = [Message(role="assistant", content=a) for a in (chosen, rejected)]
+        row_id = str(row["id"]) if row.get("id") not in (None, "") else content_id(prompt + answers)
+        if row_id in seen:
+            warnings.append(f"{path}:{line}: duplicate id '{row_id}', kept the first")
+            continue
+        seen.add(row_id)
+        pairs.append((PromptRow(id=row_id, prompt=prompt, line=line), chosen, rejected))
+    return pairs, warnings
