@@ -65,6 +65,9 @@ Cot = Annotated[bool, typer.Option("--cot", help="The judge reasons step by step
 NoSwap = Annotated[bool, typer.Option("--no-swap", help="Ask in one order only (no position debiasing).")]
 CotMin = Annotated[float, typer.Option(min=0.0, max=0.5, help="Low clamp for chain-of-thought labels.")]
 CotMax = Annotated[float, typer.Option(min=0.5, max=1.0, help="High clamp for chain-of-thought labels.")]
+Force = Annotated[bool, typer.Option("--force", help="Redo the stage even if the run folder holds output of other settings.")]
+ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per unit of work (and per batched engine call).")]
+MaxErrorRate = Annotated[float, typer.Option(min=0.0, max=1.0, help="Exit non-zero when a larger share of rows fails.")]
 
 
 @app.callback()
@@ -83,7 +86,7 @@ def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks and engine l
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _report(reports: list[jobs.JobReport]) -> None:
+def _report(reports: list[jobs.JobReport], max_error_rate: float = 1.0) -> None:
     table = Table(title="summary")
     for column in ("stage", "rows in", "rows out", "left out", "tokens out", "tokens/s"):
         table.add_column(column)
@@ -103,8 +106,12 @@ def _report(reports: list[jobs.JobReport]) -> None:
         for note in r.notes:
             out.print(f"{r.stage}: {note}")
         if r.skipped:
-            ids = ", ".join(str(s.id) for s in r.skipped[:10]) + (" …" if len(r.skipped) > 10 else "")
-            out.print(f"{r.stage}: {len(r.skipped)} left out or stopped early ({ids}); see errors.jsonl")
+            ids = ", ".join(str(s.id or f"line {s.line}") for s in r.skipped[:10]) + (" …" if len(r.skipped) > 10 else "")
+            out.print(f"{r.stage}: {len(r.skipped)} rows failed ({ids}); see errors.jsonl")
+    for r in reports:
+        if r.error_rate > max_error_rate:
+            err.print(f"[red]error:[/red] {r.error_rate:.0%} of {r.stage}'s rows failed, more than --max-error-rate {max_error_rate:.0%}")
+            raise typer.Exit(3)
 
 
 @constitution_app.command("check")
@@ -162,14 +169,18 @@ def generate(
     max_tokens: MaxTokens = 256,
     seed: Seed = 0,
     max_model_len: MaxModelLen = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
 ):
     """Write the model's first answer to each prompt into RUN/responses.jsonl."""
     sampling = SamplingConfig(temperature, top_p, max_tokens, seed)
     engine = jobs.open_engine(model, max_model_len=max_model_len)
     report = jobs.generate(
-        RunDir(run), prompts, engine, GenerateConfig(model, style, sampling), prompt_field, limit
+        RunDir(run), prompts, engine, GenerateConfig(model, style, sampling), prompt_field, limit,
+        chunk_size=chunk_size, force=force,
     )
-    _report([report])
+    _report([report], max_error_rate)
 
 
 @app.command()
@@ -184,6 +195,9 @@ def critique(
     top_p: TopP = 0.95,
     max_tokens: MaxTokens = 256,
     max_model_len: MaxModelLen = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
 ):
     """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl."""
     run_dir = RunDir(run)
@@ -196,7 +210,7 @@ def critique(
         model or DEFAULT_MODEL, style or Style.chat, rounds, seed, SamplingConfig(temperature, top_p, max_tokens, seed)
     )
     engine = jobs.open_engine(config.model, max_model_len=max_model_len)
-    _report([jobs.critique(run_dir, engine, loaded, config)])
+    _report([jobs.critique(run_dir, engine, loaded, config, chunk_size, force)], max_error_rate)
 
 
 @app.command()
@@ -213,11 +227,15 @@ def sample(
     max_tokens: MaxTokens = 256,
     seed: Seed = 0,
     max_model_len: MaxModelLen = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
 ):
     """Write N answers per prompt into RUN/samples.jsonl, for the AI judge to compare."""
     config = GenerateConfig(model, style, SamplingConfig(temperature, top_p, max_tokens, seed), n)
     engine = jobs.open_engine(model, max_model_len=max_model_len)
-    _report([jobs.generate(RunDir(run), prompts, engine, config, prompt_field, limit, stage="sample")])
+    report = jobs.generate(RunDir(run), prompts, engine, config, prompt_field, limit, "sample", chunk_size, force)
+    _report([report], max_error_rate)
 
 
 def _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed) -> LabelConfig:
@@ -237,6 +255,9 @@ def label(
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the samples.")] = None,
     seed: Seed = 0,
     max_model_len: MaxModelLen = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
 ):
     """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl."""
     run_dir = RunDir(run)
@@ -246,7 +267,7 @@ def label(
     style = style or (Style(first[0].provenance.style) if first else Style.chat)
     config = _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
     engine = jobs.open_engine(judge, max_model_len=max_model_len)
-    _report([jobs.label(run_dir, engine, loaded, config)])
+    _report([jobs.label(run_dir, engine, loaded, config, chunk_size, force)], max_error_rate)
 
 
 @eval_app.command("judge")
@@ -266,12 +287,16 @@ def eval_judge(
     seed: Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
     max_model_len: MaxModelLen = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
 ):
     """Run the judge on human-labelled pairs and print accuracy, position bias and calibration."""
     loaded = load_constitution(constitution)
     config = _label_config(judge_model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
     engine = jobs.open_engine(judge_model, max_model_len=max_model_len)
-    summary = jobs.eval_judge(pairs, out_dir, engine, loaded, config, chosen_field, rejected_field, limit)
+    summary = jobs.eval_judge(
+        pairs, out_dir, engine, loaded, config, chosen_field, rejected_field, limit, chunk_size, force
+    )
     print(json.dumps(summary, indent=2))
     err.print(f"per-pair results: {out_dir / 'judgements.jsonl'}")
 
@@ -312,9 +337,10 @@ def demo(
     sampling = SamplingConfig(max_tokens=max_tokens)
     loaded = load_constitution(DEFAULT_CONSTITUTION)
     engine = jobs.open_engine(model)  # one engine for every step, so its prefix cache carries over
+    # force: a demo rerun with other options simply replaces the last one.
     reports = [
-        jobs.generate(run_dir, DEMO_PROMPTS, engine, GenerateConfig(model, sampling=sampling), limit=limit),
-        jobs.critique(run_dir, engine, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling)),
+        jobs.generate(run_dir, DEMO_PROMPTS, engine, GenerateConfig(model, sampling=sampling), limit=limit, force=True),
+        jobs.critique(run_dir, engine, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), force=True),
         jobs.export_sft(run_dir),
     ]
     _report(reports)

@@ -1,19 +1,26 @@
-"""The one engine layer: every model call in `cai` goes through `Engine.generate`.
+"""The one engine layer: every model call in `cai` goes through an `Engine`.
 
-It renders chat prompts with the model's template, tokenizes once, leaves out prompts that do not
-fit the context (returning None for them, never crashing the batch), and sends everything else
-to vLLM as ONE batched call. The engine is created once per job and reused by every step, so
-vLLM's prefix cache carries over from one round to the next.
+It is the single place for batching, caching and retries. It renders chat prompts with the
+model's template (data stays plain text: special-token strings inside messages are not special),
+tokenizes once, answers what the request cache already holds, leaves out prompts that do not fit
+the context, and sends the rest to vLLM as ONE batched call, retried on failure. The engine is
+created once per job and reused by every step, so vLLM's prefix cache carries over.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from cai.cache import RequestCache, request_key
 from cai.errors import CaiError
 from cai.records import Message
+
+log = logging.getLogger("cai")
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,21 @@ class Generation:
     finish_reason: str | None
 
 
+@dataclass(frozen=True)
+class Failed:
+    """A request that could not be answered, and why: the row goes to errors.jsonl."""
+
+    reason: str
+
+
+TOO_LONG = Failed("prompt too long for the context")
+
+
 @dataclass
 class EngineStats:
     requests: int = 0
-    too_long: int = 0
+    cached: int = 0
+    failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -71,6 +89,19 @@ def _context_length(model: str) -> int:
     return getattr(config.get_text_config(), "max_position_embeddings", None) or 8192
 
 
+def _model_identity(model: str) -> str:
+    """The model's name plus a fingerprint of its local files, so the cache notices new weights."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{model}@{digest.hexdigest()[:16]}"
+
+
 @dataclass
 class Engine:
     """vLLM's offline engine, with the settings that make it start fast and run on CPU too."""
@@ -79,6 +110,8 @@ class Engine:
     max_model_len: int | None = None
     kv_cache_gib: float = 4.0  # on CPU only: vLLM would otherwise reserve most of the RAM
     show_progress: bool = True
+    retries: int = 2
+    cache: RequestCache | None = None
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self):
@@ -109,25 +142,44 @@ class Engine:
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.context_length = self.llm.llm_engine.model_config.max_model_len
+        self.identity = _model_identity(self.model)
+        # Plain-text prompts start with BOS where the tokenizer would add one.
+        bos = self.tokenizer.bos_token_id
+        self._bos = [bos] if bos is not None and self.tokenizer("a").input_ids[:1] == [bos] else []
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _ids(self, text: str, plain: bool) -> list[int]:
+        """Token ids of text; `plain` reads special-token strings (e.g. "<|im_end|>") as text."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=plain).input_ids
 
     def token_ids(self, prompt: list[Message] | str) -> list[int]:
         """Token ids of a prompt. Chat prompts that end with an assistant message continue it
-        (the judge's answer prefix); others get the template's generation prompt."""
+        (the judge's answer prefix); others get the template's generation prompt.
+
+        Message contents are tokenized as plain text, apart from the template around them, so
+        that data can never close a turn or open a system message.
+        """
         if isinstance(prompt, str):
-            return self.tokenizer(prompt).input_ids
-        messages = [m.model_dump() for m in prompt]
-        go_on = messages[-1]["role"] == "assistant"
+            return self._bos + self._ids(prompt, plain=True)
+        marks = [f"\x00cai{i}\x00" for i in range(len(prompt))]
+        messages = [{"role": m.role, "content": mark} for m, mark in zip(prompt, marks)]
+        go_on = prompt[-1].role == "assistant"
         text = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=not go_on, continue_final_message=go_on, tokenize=False
         )
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = []
+        for mark, message in zip(marks, prompt):
+            head, text = text.split(mark, 1)
+            ids += self._ids(head, plain=False) + self._ids(message.content, plain=True)
+        return ids + self._ids(text, plain=False)
 
     def option_token_ids(self, prefix: str, options: list[str]) -> list[int]:
         """The single token each option (e.g. "A") is, right after `prefix` (e.g. "answer is: (")."""
-        base = self.tokenizer(prefix, add_special_tokens=False).input_ids
+        base = self._ids(prefix, plain=True)
         ids = []
         for option in options:
-            full = self.tokenizer(prefix + option, add_special_tokens=False).input_ids
+            full = self._ids(prefix + option, plain=True)
             if full[: len(base)] != base or len(full) != len(base) + 1:
                 raise CaiError(
                     f"the judge's tokenizer does not read option '{option}' after '{prefix}' as one "
@@ -136,70 +188,107 @@ class Engine:
             ids.append(full[-1])
         return ids
 
-    def option_logprobs(
-        self, prompts: list[list[Message] | str], option_ids: list[int]
-    ) -> list[list[float] | None]:
-        """The next-token log-probabilities of `option_ids` after each prompt: one prefill each.
+    # -- calls -------------------------------------------------------------------------------
 
-        None marks a prompt too long for the context.
-        """
+    def generate(self, requests: list[Request], sampling: SamplingConfig) -> list[Generation | Failed]:
+        """One batched call. A prompt that, with max_tokens, would not fit the context is not sent."""
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(option_ids))
-        token_lists = [self.token_ids(p) for p in prompts]
-        fits = [i for i, ids in enumerate(token_lists) if len(ids) + 1 <= self.context_length]
-        self.stats.too_long += len(prompts) - len(fits)
-        start = time.perf_counter()
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=token_lists[i]) for i in fits], params, use_tqdm=self.show_progress
-        ) if fits else []
-        self.stats.seconds += time.perf_counter() - start
-        self.stats.requests += len(fits)
-        results: list[list[float] | None] = [None] * len(prompts)
-        for i, out in zip(fits, outputs):
-            scores = out.outputs[0].logprobs[0]
-            results[i] = [scores[t].logprob for t in option_ids]
-            self.stats.prompt_tokens += len(out.prompt_token_ids)
-        return results
-
-    def generate(self, requests: list[Request], sampling: SamplingConfig) -> list[Generation | None]:
-        """One batched call; None marks a prompt that, with max_tokens, would not fit the context."""
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         from cai.principles import derived_seed
 
-        results: list[Generation | None] = [None] * len(requests)
-        prompts, params, index = [], [], []
-        for i, request in enumerate(requests):
+        jobs = []
+        for request in requests:
             ids = self.token_ids(request.prompt)
             if len(ids) + sampling.max_tokens > self.context_length:
-                self.stats.too_long += 1
+                jobs.append(None)
                 continue
-            prompts.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(
-                SamplingParams(
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    max_tokens=sampling.max_tokens,
-                    seed=derived_seed(sampling.seed, request.key),
-                    stop=list(request.stop) or None,
-                )
+            settings = dict(
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=derived_seed(sampling.seed, request.key),
+                stop=list(request.stop) or None,
             )
-            index.append(i)
-        start = time.perf_counter()
-        outputs = self.llm.generate(prompts, params, use_tqdm=self.show_progress) if prompts else []
-        self.stats.seconds += time.perf_counter() - start
-        for i, out in zip(index, outputs):
+            jobs.append((ids, SamplingParams(**settings), request_key("generate", self.identity, ids, settings)))
+
+        def read(out) -> dict:
             completion = out.outputs[0]
-            results[i] = Generation(
-                text=completion.text.strip(),
-                prompt_tokens=len(out.prompt_token_ids),
-                completion_tokens=len(completion.token_ids),
-                finish_reason=completion.finish_reason,
-            )
+            return {
+                "text": completion.text.strip(),
+                "prompt_tokens": len(out.prompt_token_ids),
+                "completion_tokens": len(completion.token_ids),
+                "finish_reason": completion.finish_reason,
+            }
+
+        answers = self._answer(jobs, read)
+        for a in answers:
+            if isinstance(a, dict):
+                self.stats.prompt_tokens += a["prompt_tokens"]
+                self.stats.completion_tokens += a["completion_tokens"]
+        return [Generation(**a) if isinstance(a, dict) else a for a in answers]
+
+    def option_logprobs(
+        self, prompts: list[list[Message] | str], option_ids: list[int]
+    ) -> list[list[float] | Failed]:
+        """The next-token log-probabilities of `option_ids` after each prompt: one prefill each."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(option_ids))
+        jobs = []
+        for prompt in prompts:
+            ids = self.token_ids(prompt)
+            fits = len(ids) + 1 <= self.context_length
+            jobs.append((ids, params, request_key("options", self.identity, ids, option_ids)) if fits else None)
+
+        def read(out) -> list[float]:
+            scores = out.outputs[0].logprobs[0]
             self.stats.prompt_tokens += len(out.prompt_token_ids)
-            self.stats.completion_tokens += len(completion.token_ids)
-        self.stats.requests += len(prompts)
+            return [scores[t].logprob for t in option_ids]
+
+        return self._answer(jobs, read)
+
+    def _answer(self, jobs: list, read) -> list:
+        """Answers for (ids, params, cache key) jobs (None: too long): cache first, then vLLM."""
+        from vllm.inputs import TokensPrompt
+
+        results: list = [TOO_LONG if job is None else None for job in jobs]
+        keys = [job[2] for job in jobs if job is not None]
+        cached = self.cache.get_many(keys) if self.cache and keys else {}
+        pending = []
+        for i, job in enumerate(jobs):
+            if job is not None and job[2] in cached:
+                results[i] = cached[job[2]]
+                self.stats.cached += 1
+            elif job is not None:
+                pending.append(i)
+        start = time.perf_counter()
+        outputs = self._call([TokensPrompt(prompt_token_ids=jobs[i][0]) for i in pending], [jobs[i][1] for i in pending])
+        self.stats.seconds += time.perf_counter() - start
+        fresh = {}
+        for i, out in zip(pending, outputs):
+            if isinstance(out, Exception):
+                results[i] = Failed(f"engine error: {type(out).__name__}: {out}")
+            else:
+                results[i] = fresh[jobs[i][2]] = read(out)
+        if self.cache and fresh:
+            self.cache.put_many(fresh)
+        self.stats.requests += len(pending)
+        self.stats.failed += sum(isinstance(r, Failed) for r in results)
         return results
+
+    def _call(self, prompts: list, params: list) -> list:
+        """vLLM's batched generate, retried; if the batch keeps failing, each request alone,
+        so that one bad request fails by itself instead of taking the batch with it."""
+        if not prompts:
+            return []
+        for attempt in range(self.retries + 1):
+            try:
+                return self.llm.generate(prompts, params, use_tqdm=self.show_progress)
+            except Exception as e:  # noqa: BLE001 - any engine failure is retried, then isolated
+                log.warning("engine call failed (attempt %d of %d): %s", attempt + 1, self.retries + 1, e)
+        if len(prompts) == 1:
+            try:
+                return self.llm.generate(prompts, params, use_tqdm=False)
+            except Exception as e:  # noqa: BLE001
+                return [e]
+        return [out for p, q in zip(prompts, params) for out in self._call([p], [q])]

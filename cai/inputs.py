@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cai.errors import CaiError
-from cai.records import Message, PromptRow
+from cai.records import Message, PromptRow, Skipped
 from cai.transcript import hh_prompt, transcript_to_messages
 
 
@@ -123,42 +123,53 @@ def content_id(messages: list[Message]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _problem(stage: str, line: int, reason: str | Exception, row_id: str | None = None) -> Skipped:
+    if isinstance(reason, InputError):
+        reason = str(reason).split(": ", 1)[-1]  # the line is a field of its own
+    elif isinstance(reason, Exception):
+        reason = _reason(reason)
+    return Skipped(id=row_id, stage=stage, reason=reason, line=line)
+
+
+def _row_id(row: dict, messages: list[Message]) -> str:
+    return str(row["id"]) if row.get("id") not in (None, "") else content_id(messages)
+
+
 def load_prompts(
-    path: str | Path, prompt_field: str = "prompt", limit: int | None = None
-) -> tuple[list[PromptRow], list[str]]:
-    """Prompt rows, and warnings for rows left out (bad rows, duplicate ids) by file and line."""
-    rows, warnings, seen = [], [], set()
+    path: str | Path, prompt_field: str = "prompt", limit: int | None = None, stage: str = "input"
+) -> tuple[list[PromptRow], list[Skipped]]:
+    """Prompt rows, and the rows left out (bad rows, duplicate ids) with their lines and reasons."""
+    rows, problems, seen = [], [], set()
     for line, row in read_rows(path):
         if limit is not None and len(rows) >= limit:
             break
         if isinstance(row, InputError):
-            warnings.append(str(row))
+            problems.append(_problem(stage, line, row))
             continue
         try:
             prompt = row_prompt(row, prompt_field)
         except (ValueError, ValidationError) as e:
-            warnings.append(f"{path}:{line}: {_reason(e)}")
+            problems.append(_problem(stage, line, e))
             continue
-        row_id = str(row["id"]) if row.get("id") not in (None, "") else content_id(prompt)
+        row_id = _row_id(row, prompt)
         if row_id in seen:
-            warnings.append(f"{path}:{line}: duplicate id '{row_id}', kept the first")
+            problems.append(_problem(stage, line, "duplicate id, kept the first", row_id))
             continue
         seen.add(row_id)
         rows.append(PromptRow(id=row_id, prompt=prompt, line=line))
-    return rows, warnings
+    return rows, problems
 
 
-def load_conversations(path: str | Path) -> tuple[list[list[Message]], list[str]]:
-    conversations, warnings = [], []
+def load_conversations(path: str | Path, stage: str = "input") -> tuple[list[list[Message]], list[Skipped]]:
+    conversations, problems = [], []
     for line, row in read_rows(path):
-        if isinstance(row, InputError):
-            warnings.append(str(row))
-            continue
         try:
+            if isinstance(row, InputError):
+                raise row
             conversations.append(row_conversation(row))
-        except (ValueError, ValidationError) as e:
-            warnings.append(f"{path}:{line}: {_reason(e)}")
-    return conversations, warnings
+        except (InputError, ValueError, ValidationError) as e:
+            problems.append(_problem(stage, line, e))
+    return conversations, problems
 
 
 def _reason(error: Exception) -> str:
@@ -184,21 +195,24 @@ def _answer(value) -> str:
 
 
 def load_pairs(
-    path: str | Path, chosen_field: str = "chosen", rejected_field: str = "rejected", limit: int | None = None
-) -> tuple[list[tuple[PromptRow, str, str]], list[str]]:
+    path: str | Path,
+    chosen_field: str = "chosen",
+    rejected_field: str = "rejected",
+    limit: int | None = None,
+    stage: str = "input",
+) -> tuple[list[tuple[PromptRow, str, str]], list[Skipped]]:
     """Answer pairs whose better one humans chose: (prompt row, chosen, rejected) and warnings.
 
     hh-rlhf rows hold two whole transcripts that differ only in the last Assistant turn; other rows
     hold a prompt (as `cai generate` reads it) and the two answers.
     """
-    pairs, warnings, seen = [], [], set()
+    pairs, problems, seen = [], [], set()
     for line, row in read_rows(path):
         if limit is not None and len(pairs) >= limit:
             break
-        if isinstance(row, InputError):
-            warnings.append(str(row))
-            continue
         try:
+            if isinstance(row, InputError):
+                raise row
             chosen, rejected = row.get(chosen_field), row.get(rejected_field)
             if chosen is None or rejected is None:
                 raise ValueError(f"no '{chosen_field}' or '{rejected_field}' field")
@@ -208,14 +222,13 @@ def load_pairs(
             else:
                 prompt = row_prompt(row)
                 chosen, rejected = _answer(chosen), _answer(rejected)
-        except (ValueError, ValidationError, IndexError) as e:
-            warnings.append(f"{path}:{line}: {_reason(e)}")
+        except (InputError, ValueError, ValidationError, IndexError) as e:
+            problems.append(_problem(stage, line, e))
             continue
-        answers = [Message(role="assistant", content=a) for a in (chosen, rejected)]
-        row_id = str(row["id"]) if row.get("id") not in (None, "") else content_id(prompt + answers)
+        row_id = _row_id(row, prompt + [Message(role="assistant", content=a) for a in (chosen, rejected)])
         if row_id in seen:
-            warnings.append(f"{path}:{line}: duplicate id '{row_id}', kept the first")
+            problems.append(_problem(stage, line, "duplicate id, kept the first", row_id))
             continue
         seen.add(row_id)
         pairs.append((PromptRow(id=row_id, prompt=prompt, line=line), chosen, rejected))
-    return pairs, warnings
+    return pairs, problems

@@ -52,13 +52,14 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_jsonl(path: Path, rows: list[BaseModel] | list[dict]) -> None:
-    def write(f):
-        with jsonlines.Writer(f, compact=True, sort_keys=False) as w:
-            for row in rows:
-                w.write(row.model_dump(mode="json") if isinstance(row, BaseModel) else row)
+def json_line(row: BaseModel | dict) -> str:
+    """One row as one line of JSON: the same bytes for the same row, on every run."""
+    data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
-    atomic_write(path, write)
+
+def write_jsonl(path: Path, rows: list[BaseModel] | list[dict]) -> None:
+    atomic_write(path, lambda f: f.writelines(json_line(row) for row in rows))
 
 
 def read_jsonl(path: Path, model: type[M]) -> list[M]:

@@ -44,8 +44,8 @@ def test_every_format_gives_the_same_rows(tmp_path, suffix):
             w.writerows([{"id": r.get("id", ""), "prompt": r["prompt"]} for r in rows])
     else:
         pq.write_table(pa.Table.from_pylist([{"id": r.get("id"), "prompt": r["prompt"]} for r in rows]), path)
-    loaded, warnings = load_prompts(path)
-    assert warnings == []
+    loaded, problems = load_prompts(path)
+    assert problems == []
     assert [r.prompt[0].content for r in loaded] == ["first question", "second"]
     assert loaded[1].id == "x7"
     assert len(loaded[0].id) == 16  # derived from content
@@ -58,7 +58,7 @@ def test_messages_rows_and_prompt_field(tmp_path):
         json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n"
         + json.dumps({"question": "other field"}) + "\n"
     )
-    rows, warnings = load_prompts(path, prompt_field="question")
+    rows, _ = load_prompts(path, prompt_field="question")
     assert [[m.content for m in r.prompt] for r in rows] == [["q"], ["other field"]]
 
 
@@ -68,10 +68,12 @@ def test_bad_rows_are_reported_by_line_and_skipped(tmp_path):
         b'{"prompt": "good"}\n{broken\n[1, 2]\n{"prompt": ""}\n{"prompt": "good"}\n'
         b'{"nothing": 1}\n{"prompt": "\xff"}\n\n{"id": 5, "prompt": "also good"}\n'
     )
-    rows, warnings = load_prompts(path)
+    rows, problems = load_prompts(path, stage="generate")
     assert [r.id for r in rows][1] == "5" and len(rows) == 2
-    assert [w.split(":")[1] for w in warnings] == ["2", "3", "4", "5", "6", "7"]
-    assert "invalid JSON" in warnings[0] and "duplicate id" in warnings[3] and "UTF-8" in warnings[5]
+    assert [p.line for p in problems] == [2, 3, 4, 5, 6, 7]
+    reasons = [p.reason for p in problems]
+    assert "invalid JSON" in reasons[0] and "duplicate id" in reasons[3] and "UTF-8" in reasons[5]
+    assert problems[3].id == rows[0].id and {p.stage for p in problems} == {"generate"}
 
 
 def test_limit_and_missing_file(tmp_path):
@@ -82,8 +84,8 @@ def test_limit_and_missing_file(tmp_path):
 
 
 def test_real_hh_rlhf_file():
-    rows, warnings = load_prompts(HH)
-    assert len(rows) + len([w for w in warnings if "duplicate" in w]) == 1000
+    rows, problems = load_prompts(HH)
+    assert len(rows) + len(problems) == 1000 and all("duplicate" in p.reason for p in problems)
     assert all(r.prompt[-1].role == "user" for r in rows)
     assert max(len(r.prompt) for r in rows) > 3  # multi-turn kept
     conversations, _ = load_conversations(HH)

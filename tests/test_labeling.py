@@ -10,6 +10,7 @@ import pytest
 from cai import jobs
 from cai.dialogue import Style
 from cai.engine import SamplingConfig
+from cai.errors import CaiError
 from cai.judge import ANSWER_PREFIX, OPTIONS, judge_prompt, p_first
 from cai.records import PreferenceRecord, SampleRecord
 from cai.run import RunDir, read_jsonl
@@ -89,7 +90,9 @@ def test_no_swap_and_cot(tmp_path, engine, default_constitution, prefill_calls):
     assert {r.judgements[0].order for r in records} <= {"AB", "BA"}
 
     config = LabelConfig("tiny", cot=True, cot_max_tokens=8)
-    jobs.label(run, engine, default_constitution, config)
+    with pytest.raises(CaiError, match=r"other settings \(cot, cot_max_tokens, swap\).*--force"):
+        jobs.label(run, engine, default_constitution, config)
+    jobs.label(run, engine, default_constitution, config, force=True)
     records = read_jsonl(run.file("preferences.jsonl"), PreferenceRecord)
     assert all(0.5 <= r.p_chosen <= 0.6 for r in records)  # clamped to [0.4, 0.6]
     assert all(j.reasoning is not None for r in records for j in r.judgements)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cai import jobs
-from cai.dialogue import Style
+from cai.dialogue import Style, example_turns, render
 from cai.engine import SamplingConfig
 from cai.records import ResponseRecord, RevisionRecord
 from cai.run import RunDir, read_jsonl
@@ -92,11 +92,25 @@ def test_too_long_prompts_are_reported_not_fatal(tmp_path, engine):
 
 
 def test_rounds_stop_when_the_dialogue_outgrows_the_context(tmp_path, engine, default_constitution, monkeypatch):
-    monkeypatch.setattr(engine, "context_length", 1200)  # the few-shot alone is ~1000 tokens here
-    run = run_sl_cai(tmp_path, engine, default_constitution, rounds=4, limit=2)
+    run = RunDir(tmp_path / "run")
+    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
+    few_shot = len(engine.token_ids(render(example_turns(default_constitution.constitution.critique_examples), Style.chat, "Critique")))
+    monkeypatch.setattr(engine, "context_length", few_shot + 450)  # room for a few rounds, not six
+    report = jobs.critique(run, engine, default_constitution, CritiqueConfig("tiny", rounds=6, sampling=SAMPLING))
     revisions = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
-    assert all(r.stopped == "context_length" and len(r.steps) < 4 for r in revisions)
-    assert "stopped after" in run.file("errors.jsonl").read_text()
+    assert revisions and all("too long" in r.stopped and 1 <= len(r.steps) < 6 for r in revisions)
+    assert report.notes and "stopped early" in report.notes[0]
+    assert len(revisions) + len(report.skipped) == 3  # rows out + rows in errors = rows in
+
+
+def test_examples_that_finish_no_round_are_errors_not_rows(tmp_path, engine, default_constitution, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=2)
+    monkeypatch.setattr(engine, "context_length", 300)  # less than the few-shot examples alone
+    report = jobs.critique(run, engine, default_constitution, CritiqueConfig("tiny", rounds=2, sampling=SAMPLING))
+    assert report.rows_out == 0 and [s.id for s in report.skipped] == ["demo-01", "demo-02"]
+    errors = [json.loads(line) for line in run.file("errors.jsonl").read_text().splitlines()]
+    assert [e["stage"] for e in errors] == ["critique", "critique"] and "too long" in errors[0]["reason"]
 
 
 def test_sft_export_loads_and_trains(tmp_path, engine, default_constitution, tiny_model):

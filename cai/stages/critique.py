@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from cai.constitution import LoadedConstitution
 from cai.dialogue import Style, conversation_turns, example_turns, render, step_turns
-from cai.engine import Engine, Request, SamplingConfig
+from cai.engine import Engine, Failed, Request, SamplingConfig
 from cai.principles import draw
-from cai.records import Provenance, ResponseRecord, RevisionRecord, Step
+from cai.records import Provenance, ResponseRecord, RevisionRecord, Skipped, Step
 from cai.stages.generate import stop_strings
 
 log = logging.getLogger("cai")
@@ -41,7 +41,8 @@ def critique_batch(
     engine: Engine,
     constitution: LoadedConstitution,
     config: CritiqueConfig,
-) -> list[RevisionRecord]:
+) -> tuple[list[RevisionRecord], list[Skipped]]:
+    """Revised records, and the examples that finished no round (nothing to learn from)."""
     principles = constitution.constitution.critique_revision
     texts = {p.id: (p.critique, p.revision) for p in principles}
     few_shot = example_turns(constitution.constitution.critique_examples)
@@ -71,10 +72,10 @@ def critique_batch(
             config.sampling,
         )
 
-        asked = [(e, p, t, c) for e, p, t, c in zip(active, drawn, base, critiques) if c is not None]
+        asked = [(e, p, t, c) for e, p, t, c in zip(active, drawn, base, critiques) if not isinstance(c, Failed)]
         for e, c in zip(active, critiques):
-            if c is None:
-                e.stopped = "context_length"
+            if isinstance(c, Failed):
+                e.stopped = c.reason
         log.info("round %d/%d: revisions of %d examples", round_index + 1, config.rounds, len(asked))
         revisions = engine.generate(
             [
@@ -91,8 +92,8 @@ def critique_batch(
             config.sampling,
         )
         for (e, p, _, c), r in zip(asked, revisions):
-            if r is None:
-                e.stopped = "context_length"
+            if isinstance(r, Failed):
+                e.stopped = r.reason
             elif not r.text:
                 e.stopped = "empty_revision"
             else:
@@ -105,15 +106,18 @@ def critique_batch(
         constitution_sha256=constitution.sha256,
         seed=config.seed,
     )
-    return [
+    records = [
         RevisionRecord(
             id=e.record.id,
             prompt=e.record.prompt,
             initial_response=e.record.response,
             steps=e.steps,
-            final_response=e.steps[-1].revision if e.steps else e.record.response,
+            final_response=e.steps[-1].revision,
             stopped=e.stopped,
             provenance=provenance,
         )
         for e in examples
+        if e.steps
     ]
+    skipped = [Skipped(id=e.record.id, stage="critique", reason=f"no round finished: {e.stopped}") for e in examples if not e.steps]
+    return records, skipped

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cai.dialogue import TRANSCRIPT_STOPS, Style, conversation_turns, render
-from cai.engine import Engine, Request, SamplingConfig
+from cai.engine import Engine, Failed, Request, SamplingConfig
 from cai.records import PromptRow, Provenance, ResponseRecord, SampleRecord, Skipped
 
 
@@ -44,9 +44,9 @@ def sample_batch(
     records, skipped = [], []
     for i, row in enumerate(rows):
         answers = outputs[i * config.n : (i + 1) * config.n]
-        if any(a is None for a in answers):
-            reason = "prompt too long for the context"
-            skipped.append(Skipped(id=row.id, stage=stage, reason=reason, line=row.line))
+        failed = [a for a in answers if isinstance(a, Failed)]
+        if failed:
+            skipped.append(Skipped(id=row.id, stage=stage, reason=failed[0].reason, line=row.line))
         else:
             responses = [a.text for a in answers]
             records.append(

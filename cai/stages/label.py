@@ -14,7 +14,7 @@ from itertools import combinations
 
 from cai.constitution import LoadedConstitution, PreferencePrinciple
 from cai.dialogue import Style
-from cai.engine import Engine, Request, SamplingConfig
+from cai.engine import Engine, Failed, Request, SamplingConfig
 from cai.judge import (
     ANSWER_PREFIX,
     COT_PREFIX,
@@ -110,36 +110,31 @@ def label_batch(
 ) -> LabelResult:
     pairs, identical = pairs_of(samples)
     asks = _asks(pairs, constitution, config)
-    reasoning: list[str | None] = [None] * len(asks)
+    reasoning: list[str | Failed | None] = [None] * len(asks)
     if config.cot:
         log.info("judge: reasoning for %d judgements", len(asks))
         cot_sampling = SamplingConfig(temperature=0.0, max_tokens=config.cot_max_tokens, seed=config.seed)
+        stops = ("The answer is",) + stop_strings(config.style)
         outs = engine.generate(
             [
-                Request(judge_prompt(a.turns, config.style, COT_PREFIX), key=f"cot:{pairs[a.pair].id}:{a.principle.id}:{a.order}",
-                        stop=("The answer is",) + stop_strings(config.style))
+                Request(judge_prompt(a.turns, config.style, COT_PREFIX), key=f"cot:{pairs[a.pair].id}:{a.principle.id}:{a.order}", stop=stops)
                 for a in asks
             ],
             cot_sampling,
         )
-        reasoning = [o.text if o is not None else None for o in outs]
+        reasoning = [o if isinstance(o, Failed) else o.text for o in outs]
 
-    prefixes = [
-        f"{COT_PREFIX} {r}\n\n{ANSWER_PREFIX}" if config.cot else ANSWER_PREFIX for r in reasoning
-    ]
     log.info("judge: %d judgements of %d pairs", len(asks), len(pairs))
     option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
-    fits = [i for i, r in enumerate(reasoning) if not (config.cot and r is None)]
-    scores = engine.option_logprobs(
-        [judge_prompt(asks[i].turns, config.style, prefixes[i]) for i in fits], option_ids
-    )
-    judgements: list[Judgement | None] = [None] * len(asks)  # None: did not fit the context
-    for i, logprobs in zip(fits, scores):
-        if logprobs is not None:
-            a = asks[i]
-            judgements[i] = Judgement(
-                principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
-            )
+    ready = [i for i, r in enumerate(reasoning) if not isinstance(r, Failed)]
+    prefixes = {i: f"{COT_PREFIX} {reasoning[i]}\n\n{ANSWER_PREFIX}" if config.cot else ANSWER_PREFIX for i in ready}
+    scores = engine.option_logprobs([judge_prompt(asks[i].turns, config.style, prefixes[i]) for i in ready], option_ids)
+    judgements: list[Judgement | Failed] = list(reasoning)  # Failed stays; the rest is filled in
+    for i, logprobs in zip(ready, scores):
+        a = asks[i]
+        judgements[i] = logprobs if isinstance(logprobs, Failed) else Judgement(
+            principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
+        )
     by_pair = defaultdict(list)
     for a, judgement in zip(asks, judgements):
         by_pair[a.pair].append(judgement)
@@ -155,8 +150,9 @@ def label_batch(
     bounds = config.cot_bounds if config.cot else None
     for n, pair in enumerate(pairs):
         judgements = by_pair[n]
-        if any(j is None for j in judgements):
-            result.skipped.append(Skipped(id=pair.id, stage="label", reason="judge prompt too long for the context"))
+        failed = [j for j in judgements if isinstance(j, Failed)]
+        if failed:
+            result.skipped.append(Skipped(id=pair.id, stage="label", reason=f"judge: {failed[0].reason}"))
             continue
         p_x = p_x_better(judgements, bounds)
         x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
