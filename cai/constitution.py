@@ -134,7 +134,8 @@ def _duplicate_ids(data: dict, file: str, node) -> list[Problem]:
         items = data.get(section)
         if not isinstance(items, list):
             continue
-        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+        # Only text ids can be duplicates; other types are reported by the schema.
+        ids = [item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None for item in items]
         counts = Counter(i for i in ids if i is not None)
         for index, item_id in enumerate(ids):
             if item_id is not None and counts[item_id] > 1 and ids.index(item_id) != index:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,14 +41,18 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | InputError]]:
     kind = (suffixes[:-1] if gz else suffixes)[-1:] or [""]
     kind = kind[0]
     if kind == ".parquet":
-        import pyarrow.parquet as pq
-
-        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+        yield from enumerate(_parquet_rows(path), start=1)
         return
-    raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path}: not a readable gzip file ({e})") from None
     if kind == ".csv":
-        text = _decode(raw, path)
-        yield from enumerate(csv.DictReader(io.StringIO(text)), start=2)  # line 1 is the header
+        try:
+            records = list(csv.DictReader(io.StringIO(_decode(raw, path))))
+        except csv.Error as e:
+            raise InputError(f"{path}: not a readable CSV file ({e})") from None
+        yield from enumerate(records, start=2)  # line 1 is the header
     elif kind == ".json":
         try:
             data = json.loads(_decode(raw, path))
@@ -56,12 +61,24 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict | InputError]]:
         if isinstance(data, dict):  # {"data": [...]} and the like: take the only list
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else [data]
+        if not isinstance(data, list):
+            raise InputError(f"{path}: expected a JSON list of objects")
         for number, row in enumerate(data, start=1):
             yield number, row if isinstance(row, dict) else InputError(f"{path}: item {number} is not an object")
     else:
         for number, line in enumerate(raw.split(b"\n"), start=1):
             if line.strip():
                 yield number, _parse_line(line, path, number)
+
+
+def _parquet_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
 
 
 def _decode(raw: bytes, path: Path) -> str:

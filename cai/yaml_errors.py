@@ -42,6 +42,8 @@ def load_yaml(path: Path) -> tuple[object, yaml.Node | None, list[Problem]]:
         raise InvalidFile([Problem(str(path), None, "file not found")]) from None
     except UnicodeDecodeError as e:
         raise InvalidFile([Problem(str(path), None, f"not UTF-8 text ({e.reason})")]) from None
+    except (OSError, ValueError) as e:
+        raise InvalidFile([Problem(str(path), None, f"cannot read: {e}")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -50,12 +52,21 @@ def load_yaml(path: Path) -> tuple[object, yaml.Node | None, list[Problem]]:
         line = mark.line + 1 if mark else None
         reason = getattr(e, "problem", None) or str(e)
         raise InvalidFile([Problem(str(path), line, f"YAML syntax error: {reason}")]) from None
+    except RecursionError:
+        raise InvalidFile([Problem(str(path), None, "YAML nested too deeply")]) from None
     problems = [Problem(str(path), line, msg) for line, msg in _duplicate_keys(node)]
     return data, node, problems
 
 
-def _duplicate_keys(node: yaml.Node | None) -> list[tuple[int, str]]:
-    """PyYAML keeps the last of two equal keys silently; a constitution must not."""
+def _duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> list[tuple[int, str]]:
+    """PyYAML keeps the last of two equal keys silently; a constitution must not.
+
+    Each node is visited once, so aliases (`*a`) cannot make the walk explode.
+    """
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return []
+    seen_nodes.add(id(node))
     found = []
     if isinstance(node, yaml.MappingNode):
         seen = set()
@@ -64,10 +75,10 @@ def _duplicate_keys(node: yaml.Node | None) -> list[tuple[int, str]]:
                 if key.value in seen:
                     found.append((key.start_mark.line + 1, f"duplicate key '{key.value}'"))
                 seen.add(key.value)
-            found += _duplicate_keys(value)
+            found += _duplicate_keys(value, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            found += _duplicate_keys(item)
+            found += _duplicate_keys(item, seen_nodes)
     return found
 
 
