@@ -37,9 +37,11 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=F
 constitution_app = typer.Typer(help="Check and import constitutions.", no_args_is_help=True)
 export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
 model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
-eval_app = typer.Typer(help="Measure judges against human labels.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure judges and preference models against labels.", no_args_is_help=True)
+train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
 app.add_typer(constitution_app, name="constitution")
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 app.add_typer(export_app, name="export")
 app.add_typer(model_app, name="model")
 
@@ -65,6 +67,14 @@ Cot = Annotated[bool, typer.Option("--cot", help="The judge reasons step by step
 NoSwap = Annotated[bool, typer.Option("--no-swap", help="Ask in one order only (no position debiasing).")]
 CotMin = Annotated[float, typer.Option(min=0.0, max=0.5, help="Low clamp for chain-of-thought labels.")]
 CotMax = Annotated[float, typer.Option(min=0.5, max=1.0, help="High clamp for chain-of-thought labels.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML whose keys are the TRL config's fields.")]
+Out = Annotated[Path, typer.Option("--out", help="Folder for the trained model and cai_train.json.")]
+MaxSteps = Annotated[Optional[int], typer.Option(min=1, help="Stop after N optimizer steps.")]
+Epochs = Annotated[Optional[float], typer.Option(min=0.0, help="Passes over the data.")]
+LearningRate = Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate.")]
+BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Per-device batch size.")]
+Lora = Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft), merged into the saved model.")]
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Any other TRL config field: KEY=VALUE (repeatable).")]
 Force = Annotated[bool, typer.Option("--force", help="Redo the stage even if the run folder holds output of other settings.")]
 ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per unit of work (and per batched engine call).")]
 MaxErrorRate = Annotated[float, typer.Option(min=0.0, max=1.0, help="Exit non-zero when a larger share of rows fails.")]
@@ -299,6 +309,118 @@ def eval_judge(
     )
     print(json.dumps(summary, indent=2))
     err.print(f"per-pair results: {out_dir / 'judgements.jsonl'}")
+
+
+def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
+    from cai.train.common import parse_sets
+
+    flags = {"max_steps": max_steps, "num_train_epochs": epochs, "learning_rate": learning_rate,
+             "per_device_train_batch_size": batch_size}
+    return {**parse_sets(sets or []), **flags}
+
+
+def _trained(info: dict, out_dir: Path) -> None:
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in info["metrics"].items()}
+    out.print(f"{info['job']}: trained in {info['seconds']} s; model saved to {out_dir}")
+    out.print(json.dumps(metrics))
+
+
+@train_app.command("sft")
+def train_sft(
+    data: Annotated[Path, typer.Option(help="The SFT set (cai export sft).")],
+    model: Model,
+    out_dir: Out,
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+):
+    """SL-CAI fine-tuning with TRL's SFTTrainer (loss on the assistant's answer only)."""
+    from cai.train.sft import train_sft as run
+
+    _trained(run(data, model, out_dir, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+
+
+@train_app.command("pm")
+def train_pm(
+    data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
+    model: Model,
+    out_dir: Out,
+    loss: Annotated[str, typer.Option(help="soft: cross-entropy with p_chosen (the paper); margin: TRL's margin; hard: labels only.")] = "soft",
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+):
+    """Train a preference model (one score per answer) with TRL's RewardTrainer."""
+    from cai.train.preference import train_pm as run
+
+    _trained(run(data, model, out_dir, loss, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+
+
+@train_app.command("ppo")
+def train_ppo(
+    prompts: Annotated[Path, typer.Option(help="Red-team prompts, in any format cai generate reads.")],
+    policy: Annotated[str, typer.Option(help="The policy to train (e.g. the SL-CAI model).")],
+    reward_model: Annotated[str, typer.Option(help="The preference model (cai train pm).")],
+    out_dir: Out,
+    kl_coef: Annotated[Optional[float], typer.Option(min=0.0, help="KL penalty towards the starting policy.")] = None,
+    algo: Annotated[str, typer.Option(help="ppo, rloo or grpo.")] = "ppo",
+    limit: Limit = None,
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+):
+    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO)."""
+    from cai.train.rl import train_rl
+
+    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+    if algo == "ppo":  # PPOConfig counts episodes, not steps
+        overrides.pop("max_steps")
+    _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora), out_dir)
+
+
+@train_app.command("dpo")
+def train_dpo(
+    data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
+    model: Model,
+    out_dir: Out,
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+):
+    """Train the policy directly on the preference set with TRL's DPOTrainer."""
+    from cai.train.preference import train_dpo as run
+
+    _trained(run(data, model, out_dir, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+
+
+@eval_app.command("pm")
+def eval_pm(
+    model: Annotated[str, typer.Option(help="The preference model.")],
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs (hh-rlhf chosen/rejected by default).")],
+    chosen_field: Annotated[str, typer.Option(help="The field of the preferred answer.")] = "chosen",
+    rejected_field: Annotated[str, typer.Option(help="The field of the other answer.")] = "rejected",
+    limit: Limit = None,
+):
+    """Accuracy of a preference model on labelled pairs, as JSON."""
+    from cai.train.preference import eval_pm as run
+
+    print(json.dumps(run(model, pairs, chosen_field, rejected_field, limit), indent=2))
 
 
 @export_app.command("prefs")

@@ -1,0 +1,111 @@
+"""What every training job shares: its config, its data, its record, and how it saves."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from cai.errors import CaiError
+from cai.inputs import sha256_of
+from cai.models import resolve_model
+from cai.run import atomic_write, now, package_versions
+
+log = logging.getLogger("cai")
+
+
+def build_config(config_cls, out: Path, config_file: Path | None, overrides: dict):
+    """A TRL config: our defaults, then the YAML file's keys, then the flags that were given."""
+    import torch
+
+    values = {"output_dir": str(out), "report_to": [], "save_strategy": "no", "logging_steps": 1}
+    if not torch.cuda.is_available():
+        values["use_cpu"] = True
+    if config_file is not None:
+        try:
+            from_file = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CaiError(f"{config_file}: cannot read the config: {e}") from None
+        if not isinstance(from_file, dict):
+            raise CaiError(f"{config_file}: expected a mapping of {config_cls.__name__} fields")
+        values.update(from_file)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CaiError(f"unknown {config_cls.__name__} field(s): {', '.join(unknown)}")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as e:
+        raise CaiError(f"invalid {config_cls.__name__}: {e}") from None
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """`--set key=value` flags; values are read as YAML (numbers, booleans, lists)."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CaiError(f"--set expects KEY=VALUE, not '{pair}'")
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def model_path(name: str) -> str:
+    path = resolve_model(name)
+    if name != path or Path(path).exists() or "/" in name:
+        return path
+    raise CaiError(f"model '{name}' is neither the default model, a folder, nor a hub id")
+
+
+def load_jsonl(path: Path):
+    from datasets import load_dataset
+
+    if not Path(path).is_file():
+        raise CaiError(f"{path}: no such file")
+    if not Path(path).read_text(encoding="utf-8", errors="replace").strip():
+        raise CaiError(f"{path}: no rows to train on")
+    return load_dataset("json", data_files=str(path), split="train")
+
+
+def lora_config(enabled: bool, task_type: str):
+    if not enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type=task_type)
+
+
+def save(model, tokenizer, out: Path) -> None:
+    """Save a plain model (LoRA adapters merged) that vLLM and transformers load as it is."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+class Record:
+    """`OUT/cai_train.json`: what ran (data hash, config, versions) and what came of it."""
+
+    def __init__(self, out: Path, job: str, data: Path | None, model: str, config, extra: dict | None = None):
+        self.out, self.clock = Path(out), time.perf_counter()
+        self.info = {
+            "job": job,
+            "data": str(data) if data else None,
+            "data_sha256": sha256_of(data) if data else None,
+            "model": model,
+            **(extra or {}),
+            "config": json.loads(config.to_json_string()),
+            "versions": package_versions(),
+            "started": now(),
+        }
+
+    def done(self, metrics: dict) -> dict:
+        self.info.update(finished=now(), seconds=round(time.perf_counter() - self.clock, 1), metrics=metrics)
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.out / "cai_train.json", lambda f: json.dump(self.info, f, indent=2, default=str))
+        return self.info

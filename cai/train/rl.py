@@ -1,0 +1,117 @@
+"""RLAIF: the policy is trained against the preference model as its reward.
+
+`ppo` is TRL's PPOTrainer (from trl.experimental.ppo, TRL 1.12) with a value model started from the
+preference model; `rloo` and `grpo` are TRL's trainers of those names with the preference model as
+the reward function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cai.errors import CaiError
+from cai.inputs import load_prompts
+from cai.train.common import Record, build_config, lora_config, model_path, save
+
+ALGOS = ("ppo", "rloo", "grpo")
+
+
+def check_same_tokenizer(policy_tokenizer, reward_tokenizer, policy: str, reward_model: str) -> None:
+    """PPO feeds the policy's tokens straight to the reward model: their vocabularies must match."""
+    if policy_tokenizer.get_vocab() != reward_tokenizer.get_vocab():
+        raise CaiError(
+            f"PPO needs the reward model to share the policy's tokenizer, and '{reward_model}' does "
+            f"not share '{policy}'s: train the preference model from the policy's base model, "
+            "or use --algo rloo or grpo, which re-tokenize for the reward model"
+        )
+
+
+def _online_trainer(algo: str):
+    """TRL's RLOO or GRPO config and trainer classes.
+
+    TRL 1.12 knows vLLM up to 0.27, and its vLLM client fails to import beside vLLM 0.32. These
+    trainers generate with transformers here (use_vllm=False), so while they load, TRL is told
+    that vLLM is absent.
+    """
+    import importlib
+
+    trl_imports = importlib.import_module("trl.import_utils")
+
+    real = trl_imports.is_vllm_available
+    trl_imports.is_vllm_available = lambda *args, **kwargs: False
+    try:
+        if algo == "rloo":
+            from trl import RLOOConfig, RLOOTrainer
+
+            return RLOOConfig, RLOOTrainer
+        from trl import GRPOConfig, GRPOTrainer
+
+        return GRPOConfig, GRPOTrainer
+    finally:
+        trl_imports.is_vllm_available = real
+
+
+def _prompts(prompts: Path, limit: int | None) -> list[list[dict]]:
+    rows, problems = load_prompts(prompts, limit=limit, stage="train_rl")
+    if not rows:
+        raise CaiError(f"{prompts}: no usable prompts")
+    return [[m.model_dump() for m in row.prompt] for row in rows]
+
+
+def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str = "ppo",
+             kl_coef: float | None = None, limit: int | None = None, config_file: Path | None = None,
+             overrides: dict | None = None, lora: bool = False) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    if algo not in ALGOS:
+        raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")
+    policy_path, reward_path = model_path(policy), model_path(reward_model)
+    tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
+    reward_tokenizer = AutoTokenizer.from_pretrained(reward_path)
+    for t in (tokenizer, reward_tokenizer):
+        if t.pad_token_id is None:
+            t.pad_token = t.eos_token
+    conversations = _prompts(prompts, limit)
+
+    def reward_net():
+        net = AutoModelForSequenceClassification.from_pretrained(reward_path, num_labels=1, dtype=torch.float32)
+        net.config.pad_token_id = reward_tokenizer.pad_token_id
+        return net
+
+    overrides = dict(overrides or {})
+    if algo == "ppo":
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+        check_same_tokenizer(tokenizer, reward_tokenizer, policy, reward_model)
+        config = build_config(PPOConfig, out, config_file, {"kl_coef": kl_coef, **overrides})
+        ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False) for c in conversations]
+        dataset = Dataset.from_dict({"input_ids": ids})
+        trainer = PPOTrainer(
+            args=config,
+            processing_class=tokenizer,
+            model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),
+            ref_model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),
+            reward_model=reward_net(),
+            value_model=reward_net(),
+            train_dataset=dataset,
+            peft_config=lora_config(lora, "CAUSAL_LM"),
+        )
+    else:
+        Config, Trainer = _online_trainer(algo)
+        config = build_config(Config, out, config_file, {"beta": kl_coef, **overrides})
+        trainer = Trainer(
+            model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),
+            reward_funcs=reward_net(),
+            args=config,
+            train_dataset=Dataset.from_dict({"prompt": conversations}),
+            processing_class=tokenizer,
+            reward_processing_classes=reward_tokenizer,
+            peft_config=lora_config(lora, "CAUSAL_LM"),
+        )
+    record = Record(out, algo, prompts, policy, config, {"reward_model": reward_model, "lora": lora})
+    result = trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    save(getattr(model, "policy", model), tokenizer, out)  # PPO's model wraps policy and value model
+    return record.done(result.metrics if result is not None else {})
