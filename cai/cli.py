@@ -98,7 +98,7 @@ def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks and engine l
 
 def _report(reports: list[jobs.JobReport], max_error_rate: float = 1.0) -> None:
     table = Table(title="summary")
-    for column in ("stage", "rows in", "rows out", "left out", "tokens out", "tokens/s"):
+    for column in ("stage", "rows in", "rows out", "errors", "tokens out", "tokens/s"):
         table.add_column(column)
     for r in reports:
         stats = r.stats

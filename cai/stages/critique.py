@@ -63,35 +63,30 @@ def critique_batch(
         ]
 
         log.info("round %d/%d: critiques of %d examples", round_index + 1, config.rounds, len(active))
+        critique_turns = [turns + [("CritiqueRequest", p.critique)] for turns, p in zip(base, drawn)]
         critiques = engine.generate(
             [
-                Request(render(turns + [("CritiqueRequest", p.critique)], config.style, "Critique"),
-                        key=f"critique:{e.record.id}:{round_index}", stop=stops)
-                for e, p, turns in zip(active, drawn, base)
+                Request(render(turns, config.style, "Critique"), f"critique:{e.record.id}:{round_index}", stops)
+                for e, turns in zip(active, critique_turns)
             ],
             config.sampling,
         )
 
-        asked = [(e, p, t, c) for e, p, t, c in zip(active, drawn, base, critiques) if not isinstance(c, Failed)]
-        for e, c in zip(active, critiques):
+        asked = []  # (example, principle, critique, turns up to the revision request)
+        for e, p, turns, c in zip(active, drawn, critique_turns, critiques):
             if isinstance(c, Failed):
                 e.stopped = c.reason
+            else:
+                asked.append((e, p, c, turns + [("Critique", c.text), ("RevisionRequest", p.revision)]))
         log.info("round %d/%d: revisions of %d examples", round_index + 1, config.rounds, len(asked))
         revisions = engine.generate(
             [
-                Request(
-                    render(
-                        turns + [("CritiqueRequest", p.critique), ("Critique", c.text),
-                                 ("RevisionRequest", p.revision)],
-                        config.style, "Revision",
-                    ),
-                    key=f"revision:{e.record.id}:{round_index}", stop=stops,
-                )
-                for e, p, turns, c in asked
+                Request(render(turns, config.style, "Revision"), f"revision:{e.record.id}:{round_index}", stops)
+                for e, _, _, turns in asked
             ],
             config.sampling,
         )
-        for (e, p, _, c), r in zip(asked, revisions):
+        for (e, p, c, _), r in zip(asked, revisions):
             if isinstance(r, Failed):
                 e.stopped = r.reason
             elif not r.text:
@@ -119,5 +114,9 @@ def critique_batch(
         for e in examples
         if e.steps
     ]
-    skipped = [Skipped(id=e.record.id, stage="critique", reason=f"no round finished: {e.stopped}") for e in examples if not e.steps]
+    skipped = [
+        Skipped(id=e.record.id, stage="critique", reason=f"no round finished: {e.stopped}")
+        for e in examples
+        if not e.steps
+    ]
     return records, skipped

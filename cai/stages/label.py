@@ -105,38 +105,70 @@ def _asks(pairs: list[_Pair], constitution: LoadedConstitution, config: LabelCon
     return asks
 
 
+def _reasoning(asks: list[_Ask], pairs: list[_Pair], engine: Engine, config: LabelConfig) -> list:
+    """Chain of thought: the judge's reasoning for each ask (one generation call), or Failed."""
+    log.info("judge: reasoning for %d judgements", len(asks))
+    sampling = SamplingConfig(temperature=0.0, max_tokens=config.cot_max_tokens, seed=config.seed)
+    stops = ("The answer is",) + stop_strings(config.style)
+    outs = engine.generate(
+        [
+            Request(judge_prompt(a.turns, config.style, COT_PREFIX),
+                    f"cot:{pairs[a.pair].id}:{a.principle.id}:{a.order}", stops)
+            for a in asks
+        ],
+        sampling,
+    )
+    return [o if isinstance(o, Failed) else o.text for o in outs]
+
+
+def _judgements(asks: list[_Ask], reasoning: list, engine: Engine, config: LabelConfig) -> list[Judgement | Failed]:
+    """Every ask's label from the option-token probabilities: ONE call of prefills."""
+    log.info("judge: %d judgements", len(asks))
+    option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
+    ready = [i for i, r in enumerate(reasoning) if not isinstance(r, Failed)]
+    prompts = [
+        judge_prompt(asks[i].turns, config.style,
+                     f"{COT_PREFIX} {reasoning[i]}\n\n{ANSWER_PREFIX}" if config.cot else ANSWER_PREFIX)
+        for i in ready
+    ]
+    judgements: list = list(reasoning)  # a Failed reasoning stays Failed; the rest is filled in
+    for i, logprobs in zip(ready, engine.option_logprobs(prompts, option_ids)):
+        a = asks[i]
+        judgements[i] = logprobs if isinstance(logprobs, Failed) else Judgement(
+            principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
+        )
+    return judgements
+
+
+def _preference(pair: _Pair, judgements: list[Judgement], config: LabelConfig, provenance: Provenance) -> PreferenceRecord:
+    """The pair as chosen/rejected by the debiased, ensembled probability."""
+    p_x = p_x_better(judgements, config.cot_bounds if config.cot else None)
+    x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
+    if p_x >= 0.5:
+        chosen, rejected, p, indices = x, y, p_x, (pair.i, pair.j)
+    else:
+        chosen, rejected, p, indices = y, x, 1 - p_x, (pair.j, pair.i)
+    return PreferenceRecord(
+        id=pair.id,
+        prompt=pair.sample.prompt,
+        chosen=[Message(role="assistant", content=chosen)],
+        rejected=[Message(role="assistant", content=rejected)],
+        p_chosen=p,
+        margin=margin(p),
+        judgements=judgements,
+        pair=indices,
+        provenance=provenance,
+    )
+
+
 def label_batch(
     samples: list[SampleRecord], engine: Engine, constitution: LoadedConstitution, config: LabelConfig
 ) -> LabelResult:
     pairs, identical = pairs_of(samples)
     asks = _asks(pairs, constitution, config)
-    reasoning: list[str | Failed | None] = [None] * len(asks)
-    if config.cot:
-        log.info("judge: reasoning for %d judgements", len(asks))
-        cot_sampling = SamplingConfig(temperature=0.0, max_tokens=config.cot_max_tokens, seed=config.seed)
-        stops = ("The answer is",) + stop_strings(config.style)
-        outs = engine.generate(
-            [
-                Request(judge_prompt(a.turns, config.style, COT_PREFIX), key=f"cot:{pairs[a.pair].id}:{a.principle.id}:{a.order}", stop=stops)
-                for a in asks
-            ],
-            cot_sampling,
-        )
-        reasoning = [o if isinstance(o, Failed) else o.text for o in outs]
-
-    log.info("judge: %d judgements of %d pairs", len(asks), len(pairs))
-    option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
-    ready = [i for i, r in enumerate(reasoning) if not isinstance(r, Failed)]
-    prefixes = {i: f"{COT_PREFIX} {reasoning[i]}\n\n{ANSWER_PREFIX}" if config.cot else ANSWER_PREFIX for i in ready}
-    scores = engine.option_logprobs([judge_prompt(asks[i].turns, config.style, prefixes[i]) for i in ready], option_ids)
-    judgements: list[Judgement | Failed] = list(reasoning)  # Failed stays; the rest is filled in
-    for i, logprobs in zip(ready, scores):
-        a = asks[i]
-        judgements[i] = logprobs if isinstance(logprobs, Failed) else Judgement(
-            principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
-        )
+    reasoning = _reasoning(asks, pairs, engine, config) if config.cot else [None] * len(asks)
     by_pair = defaultdict(list)
-    for a, judgement in zip(asks, judgements):
+    for a, judgement in zip(asks, _judgements(asks, reasoning, engine, config)):
         by_pair[a.pair].append(judgement)
 
     provenance = Provenance(
@@ -147,27 +179,10 @@ def label_batch(
         seed=config.seed,
     )
     result = LabelResult(records=[], identical=identical)
-    bounds = config.cot_bounds if config.cot else None
     for n, pair in enumerate(pairs):
-        judgements = by_pair[n]
-        failed = [j for j in judgements if isinstance(j, Failed)]
+        failed = [j for j in by_pair[n] if isinstance(j, Failed)]
         if failed:
             result.skipped.append(Skipped(id=pair.id, stage="label", reason=f"judge: {failed[0].reason}"))
-            continue
-        p_x = p_x_better(judgements, bounds)
-        x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
-        chosen, rejected, p, indices = (x, y, p_x, (pair.i, pair.j)) if p_x >= 0.5 else (y, x, 1 - p_x, (pair.j, pair.i))
-        result.records.append(
-            PreferenceRecord(
-                id=pair.id,
-                prompt=pair.sample.prompt,
-                chosen=[Message(role="assistant", content=chosen)],
-                rejected=[Message(role="assistant", content=rejected)],
-                p_chosen=p,
-                margin=margin(p),
-                judgements=judgements,
-                pair=indices,
-                provenance=provenance,
-            )
-        )
+        else:
+            result.records.append(_preference(pair, by_pair[n], config, provenance))
     return result

@@ -114,4 +114,6 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
     result = trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     save(getattr(model, "policy", model), tokenizer, out)  # PPO's model wraps policy and value model
-    return record.done(result.metrics if result is not None else {})
+    # PPOTrainer.train returns nothing: keep its last logged metrics instead.
+    metrics = result.metrics if result is not None else (trainer.state.log_history or [{}])[-1]
+    return record.done(metrics)
