@@ -1,8 +1,8 @@
 """Random and malformed inputs: every case ends in parsed records or a clear error."""
 
 import gzip
-import os
 import json
+import os
 
 import yaml
 from hypothesis import HealthCheck, given, settings
