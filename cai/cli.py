@@ -38,10 +38,12 @@ constitution_app = typer.Typer(help="Check and import constitutions.", no_args_i
 export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
 model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure judges and preference models against labels.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure cai's overhead over raw vLLM.", no_args_is_help=True)
 train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
 app.add_typer(constitution_app, name="constitution")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
+app.add_typer(bench_app, name="bench")
 app.add_typer(export_app, name="export")
 app.add_typer(model_app, name="model")
 
@@ -421,6 +423,26 @@ def eval_pm(
     from cai.train.preference import eval_pm as run
 
     print(json.dumps(run(model, pairs, chosen_field, rejected_field, limit), indent=2))
+
+
+@bench_app.command("critique")
+def bench_critique(
+    run: Annotated[Path, typer.Option("--run", help="A run folder with responses.jsonl (left unchanged).")],
+    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    model: Model = DEFAULT_MODEL,
+    max_tokens: MaxTokens = 256,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+):
+    """The whole critique loop through cai, then the same requests straight to vLLM; prints JSON."""
+    from cai.bench import critique_overhead
+
+    responses = RunDir(run).require("responses.jsonl", "cai generate")
+    config = CritiqueConfig(model, rounds=rounds, sampling=SamplingConfig(max_tokens=max_tokens))
+    engine = jobs.open_engine(model)
+    engine.show_progress = False
+    result = critique_overhead(responses, engine, load_constitution(constitution), config, chunk_size)
+    print(json.dumps(result, indent=2))
 
 
 @export_app.command("prefs")

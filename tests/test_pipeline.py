@@ -181,3 +181,16 @@ def test_seeded_batches_larger_than_one_step(tmp_path, engine):
     run = RunDir(tmp_path / "run")
     report = jobs.generate(run, prompts, engine, GenerateConfig("tiny", sampling=SamplingConfig(max_tokens=4)))
     assert report.rows_out == 10 and report.stats.prompt_tokens > 8000
+
+
+def test_bench_replays_the_same_requests(tmp_path, engine, default_constitution):
+    from cai.bench import critique_overhead
+
+    run = RunDir(tmp_path / "run")
+    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
+    before = run.file("responses.jsonl").read_bytes()
+    result = critique_overhead(run.file("responses.jsonl"), engine, default_constitution,
+                               CritiqueConfig("tiny", rounds=2, sampling=SAMPLING), chunk_size=512)
+    assert (result["examples"], result["engine_calls"], result["requests"]) == (3, 4, 12)
+    assert result["cai_seconds"] > 0 and result["vllm_seconds"] > 0
+    assert run.file("responses.jsonl").read_bytes() == before and engine.cache is None
