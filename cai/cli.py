@@ -76,6 +76,7 @@ Epochs = Annotated[Optional[float], typer.Option(min=0.0, help="Passes over the 
 LearningRate = Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate.")]
 BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Per-device batch size.")]
 Lora = Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft), merged into the saved model.")]
+TrainData = Annotated[Path, typer.Option("--data", help="sft: the SFT set (cai export sft); dpo: the preference set (cai export prefs).")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Any other TRL config field: KEY=VALUE (repeatable).")]
 Force = Annotated[bool, typer.Option("--force", help="Redo the stage even if the run folder holds output of other settings.")]
 ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per unit of work (and per batched engine call).")]
@@ -327,23 +328,42 @@ def _trained(info: dict, out_dir: Path) -> None:
     out.print(json.dumps(metrics))
 
 
-@train_app.command("sft")
-def train_sft(
-    data: Annotated[Path, typer.Option(help="The SFT set (cai export sft).")],
-    model: Model,
-    out_dir: Out,
-    config: ConfigFile = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    batch_size: BatchSize = None,
-    lora: Lora = False,
-    set_: Sets = None,
-):
-    """SL-CAI fine-tuning with TRL's SFTTrainer (loss on the assistant's answer only)."""
-    from cai.train.sft import train_sft as run
+def _policy_training(name: str, doc: str, train):
+    """`cai train sft` and `cai train dpo`: the same options, another TRL trainer."""
 
-    _trained(run(data, model, out_dir, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+    def command(
+        data: TrainData,
+        model: Model,
+        out_dir: Out,
+        config: ConfigFile = None,
+        max_steps: MaxSteps = None,
+        epochs: Epochs = None,
+        learning_rate: LearningRate = None,
+        batch_size: BatchSize = None,
+        lora: Lora = False,
+        set_: Sets = None,
+    ):
+        overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+        _trained(train()(data, model, out_dir, config, overrides, lora), out_dir)
+
+    command.__doc__ = doc
+    train_app.command(name)(command)
+
+
+def _sft():
+    from cai.train.sft import train_sft
+
+    return train_sft
+
+
+def _dpo():
+    from cai.train.preference import train_dpo
+
+    return train_dpo
+
+
+_policy_training("sft", "SL-CAI fine-tuning with TRL's SFTTrainer (loss on the assistant's answer only).", _sft)
+_policy_training("dpo", "Train the policy directly on the preference set with TRL's DPOTrainer.", _dpo)
 
 
 @train_app.command("pm")
@@ -387,28 +407,9 @@ def train_ppo(
     from cai.train.rl import train_rl
 
     overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
-    if algo == "ppo":  # PPOConfig counts episodes, not steps
-        overrides.pop("max_steps")
+    if algo == "ppo" and overrides.pop("max_steps") is not None:
+        raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
     _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora), out_dir)
-
-
-@train_app.command("dpo")
-def train_dpo(
-    data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
-    model: Model,
-    out_dir: Out,
-    config: ConfigFile = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    batch_size: BatchSize = None,
-    lora: Lora = False,
-    set_: Sets = None,
-):
-    """Train the policy directly on the preference set with TRL's DPOTrainer."""
-    from cai.train.preference import train_dpo as run
-
-    _trained(run(data, model, out_dir, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
 
 
 @eval_app.command("pm")

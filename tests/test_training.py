@@ -133,3 +133,39 @@ def test_ppo_refuses_a_reward_model_with_another_tokenizer(tmp_path, tiny_model)
     with pytest.raises(CaiError, match="share the policy's tokenizer"):
         train_rl(PROMPTS, str(tiny_model), str(other), tmp_path / "ppo", "ppo", limit=2)
     assert AutoTokenizer.from_pretrained(other).get_vocab() != AutoTokenizer.from_pretrained(tiny_model).get_vocab()
+
+
+def test_training_commands(tmp_path, pipeline, tiny_model):
+    """The train and eval commands as typed, with a YAML config under the flags."""
+    import json as json_
+
+    from typer.testing import CliRunner
+
+    from cai.cli import app
+
+    run, _ = pipeline
+    runner = CliRunner()
+    config = tmp_path / "sft.yaml"
+    config.write_text("max_steps: 5\nper_device_train_batch_size: 2\nmax_length: 256\n")
+    result = runner.invoke(app, ["train", "sft", "--data", str(run.file("sft.jsonl")), "--model", str(tiny_model),
+                                 "--out", str(tmp_path / "sft"), "--config", str(config), "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    record = json_.loads((tmp_path / "sft" / "cai_train.json").read_text())
+    assert record["config"]["max_steps"] == 1 and record["config"]["per_device_train_batch_size"] == 2
+    assert record["data_sha256"] and record["versions"]["trl"].startswith("1.12")
+
+    prefs = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": "kind"}],
+             "rejected": [{"role": "assistant", "content": "rude"}], "p_chosen": 0.8, "margin": 1.386} for i in range(4)]
+    prefs.write_text("".join(json_.dumps(r) + "\n" for r in rows))
+    common = ["--max-steps", "1", "--batch-size", "2", "--set", "max_length=128"]
+    result = runner.invoke(app, ["train", "pm", "--data", str(prefs), "--model", str(tiny_model),
+                                 "--out", str(tmp_path / "pm"), *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", "pm", "--model", str(tmp_path / "pm"), "--pairs", str(prefs)])
+    assert result.exit_code == 0, result.output
+    assert json_.loads(result.stdout[result.stdout.index("{"):])["n"] == 4, result.stdout
+    result = runner.invoke(app, ["train", "dpo", "--data", str(prefs), "--model", str(tiny_model),
+                                 "--out", str(tmp_path / "dpo"), "--lora", *common])
+    assert result.exit_code == 0, result.output
+    assert json_.loads((tmp_path / "dpo" / "cai_train.json").read_text())["lora"] is True
