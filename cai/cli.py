@@ -23,7 +23,7 @@ from cai.errors import CaiError
 from cai.importers import from_anthropic, from_hf, write_constitution
 from cai.models import DEFAULT_MODEL, prepare_default_model
 from cai.records import ResponseRecord, SampleRecord
-from cai.run import RunDir, read_jsonl
+from cai.run import RunDir, first_record
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
@@ -215,10 +215,10 @@ def critique(
     """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl."""
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
-    first = read_jsonl(run_dir.require("responses.jsonl", "cai generate"), ResponseRecord)[:1]
+    first = first_record(run_dir.require("responses.jsonl", "cai generate"), ResponseRecord)
     if first:
-        model = model or first[0].provenance.model
-        style = style or Style(first[0].provenance.style)
+        model = model or first.provenance.model
+        style = style or Style(first.provenance.style)
     config = CritiqueConfig(
         model or DEFAULT_MODEL, style or Style.chat, rounds, seed, SamplingConfig(temperature, top_p, max_tokens, seed)
     )
@@ -275,9 +275,9 @@ def label(
     """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl."""
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
-    first = read_jsonl(run_dir.require("samples.jsonl", "cai sample"), SampleRecord)[:1]
-    judge = judge_model or (first[0].provenance.model if first else DEFAULT_MODEL)
-    style = style or (Style(first[0].provenance.style) if first else Style.chat)
+    first = first_record(run_dir.require("samples.jsonl", "cai sample"), SampleRecord)
+    judge = judge_model or (first.provenance.model if first else DEFAULT_MODEL)
+    style = style or (Style(first.provenance.style) if first else Style.chat)
     config = _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
     engine = jobs.open_engine(judge, max_model_len=max_model_len)
     _report([jobs.label(run_dir, engine, loaded, config, chunk_size, force)], max_error_rate)

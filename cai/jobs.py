@@ -214,13 +214,15 @@ def critique(
     records = read_jsonl(source, ResponseRecord)
     clock = _begin(run, "critique", ["revisions.jsonl"], settings, force)
     before = _use_cache(run, engine)
-    written, skipped = _write_chunks(
-        run, "critique", "revisions.jsonl", records,
-        lambda chunk: critique_batch(chunk, engine, constitution, config), chunk_size,
-    )
+    stopped = Counter()  # why examples ended before their last round, counted as chunks finish
+
+    def process(chunk):
+        revised, skipped = critique_batch(chunk, engine, constitution, config)
+        stopped.update(r.stopped for r in revised if r.stopped)
+        return revised, skipped
+
+    written, skipped = _write_chunks(run, "critique", "revisions.jsonl", records, process, chunk_size)
     _record_errors(run, "critique", skipped)
-    revised = read_jsonl(run.file("revisions.jsonl"), RevisionRecord)
-    stopped = Counter(r.stopped for r in revised if r.stopped)
     stats = engine.stats.since(before)
     _finish(run, "critique", clock, {"rows_in": len(records), "rows_out": written, "errors": len(skipped),
                                      "stopped_early": dict(stopped), "engine": stats.to_dict()})
@@ -278,10 +280,6 @@ def _judge_settings(constitution: LoadedConstitution, config: LabelConfig, chunk
     }
 
 
-def _principles_used(records: list[PreferenceRecord]) -> dict:
-    return dict(sorted(Counter(j.principle_id for r in records for j in r.judgements).items()))
-
-
 def label(
     run: RunDir,
     engine: Engine,
@@ -296,23 +294,23 @@ def label(
     samples = read_jsonl(source, SampleRecord)
     clock = _begin(run, "label", ["preferences.jsonl"], settings, force)
     before = _use_cache(run, engine)
-    identical = 0
+    identical, used = 0, Counter()  # counted as chunks finish, not by reading the output back
 
     def process(chunk):
         nonlocal identical
         result = label_batch(chunk, engine, constitution, config)
         identical += result.identical
+        used.update(j.principle_id for r in result.records for j in r.judgements)
         return result.records, result.skipped
 
     written, skipped = _write_chunks(run, "label", "preferences.jsonl", samples, process, chunk_size)
     _record_errors(run, "label", skipped)
-    records = read_jsonl(run.file("preferences.jsonl"), PreferenceRecord)
     stats = engine.stats.since(before)
     pairs = written + len(skipped) + identical
     _finish(run, "label", clock, {
         "rows_in": len(samples), "pairs": pairs, "identical_pairs_dropped": identical,
-        "errors": len(skipped), "rows_out": written, "principles_used": _principles_used(records),
-        "judgements": sum(len(r.judgements) for r in records), "engine": stats.to_dict(),
+        "errors": len(skipped), "rows_out": written, "principles_used": dict(sorted(used.items())),
+        "judgements": sum(used.values()), "engine": stats.to_dict(),
     })
     notes = [f"{identical} pairs of identical answers dropped"] if identical else []
     return JobReport("label", pairs - identical, written, run.file("preferences.jsonl"), skipped, stats, notes)

@@ -67,6 +67,13 @@ def read_jsonl(path: Path, model: type[M]) -> list[M]:
         return [model.model_validate(row) for row in reader]
 
 
+def first_record(path: Path, model: type[M]) -> M | None:
+    """The first row of a file, without reading the rest (e.g. for its provenance)."""
+    with path.open(encoding="utf-8") as f:
+        line = f.readline()
+    return model.model_validate_json(line) if line.strip() else None
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
