@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cai import jobs
 from cai.constitution import load_constitution
+from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 from cai.dialogue import Style
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
@@ -29,9 +30,6 @@ from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
 from cai.yaml_errors import InvalidFile
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONSTITUTION = ROOT / "constitution" / "default.yaml"
-DEMO_PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 constitution_app = typer.Typer(help="Check and import constitutions.", no_args_is_help=True)

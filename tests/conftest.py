@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from cai.data import DEFAULT_CONSTITUTION, ROOT as DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_TEMPLATE = (
@@ -19,8 +20,8 @@ def build_tiny_model(folder: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    corpus = [p.read_text() for p in (ROOT / "constitution").glob("*.yaml")]
-    corpus += [p.read_text() for p in (ROOT / "prompts").glob("*")]
+    corpus = [p.read_text() for p in (DATA / "constitution").glob("*.yaml")]
+    corpus += [p.read_text() for p in (DATA / "prompts").glob("*")]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -73,4 +74,4 @@ def engine(tiny_model):
 def default_constitution():
     from cai.constitution import load_constitution
 
-    return load_constitution(ROOT / "constitution" / "default.yaml")
+    return load_constitution(DEFAULT_CONSTITUTION)

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from cai.cli import app
 from cai.constitution import load_constitution
 from cai.yaml_errors import InvalidFile
+from cai.data import DEFAULT_CONSTITUTION
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -84,7 +85,7 @@ def test_bad_few_shot_example_names_its_file_and_line(tmp_path):
 
 
 def test_check_command_exit_codes(tmp_path):
-    ok = runner.invoke(app, ["constitution", "check", str(ROOT / "constitution" / "default.yaml")])
+    ok = runner.invoke(app, ["constitution", "check", str(DEFAULT_CONSTITUTION)])
     assert ok.exit_code == 0, ok.output
     assert "14 principles" in ok.output
     bad = tmp_path / "bad.yaml"

@@ -10,7 +10,7 @@ import pytest
 from cai.inputs import InputError, load_conversations, load_prompts
 from cai.transcript import hh_prompt, messages_to_transcript, split_transcript
 
-HH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hh-rlhf-harmless-test-first1000.jsonl.gz"
+HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 
 
 def test_hh_prompt_keeps_every_turn_before_the_last_answer():
@@ -85,8 +85,8 @@ def test_limit_and_missing_file(tmp_path):
 
 def test_real_hh_rlhf_file():
     rows, problems = load_prompts(HH)
-    assert len(rows) + len(problems) == 1000 and all("duplicate" in p.reason for p in problems)
+    assert len(rows) + len(problems) == 300 and all("duplicate" in p.reason for p in problems)
     assert all(r.prompt[-1].role == "user" for r in rows)
     assert max(len(r.prompt) for r in rows) > 3  # multi-turn kept
     conversations, _ = load_conversations(HH)
-    assert len(conversations) == 1000 and conversations[0][-1].role == "assistant"
+    assert len(conversations) == 300 and conversations[0][-1].role == "assistant"

@@ -16,9 +16,10 @@ from cai.records import PreferenceRecord, SampleRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig, _asks, pairs_of
+from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+PROMPTS = DEMO_PROMPTS
 
 
 @pytest.fixture

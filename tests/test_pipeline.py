@@ -14,9 +14,10 @@ from cai.records import ResponseRecord, RevisionRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
+from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+PROMPTS = DEMO_PROMPTS
 SAMPLING = SamplingConfig(max_tokens=12)
 
 
@@ -128,7 +129,7 @@ def test_sft_export_loads_and_trains(tmp_path, engine, default_constitution, tin
     all_rounds = load_dataset("json", data_files=str(every.output), split="train")
     assert all_rounds["round"] == [1, 2] * 4
 
-    mixed = jobs.export_sft(run, tmp_path / "mix.jsonl", mix=ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-test-first1000.jsonl.gz", mix_ratio=0.5)
+    mixed = jobs.export_sft(run, tmp_path / "mix.jsonl", mix=ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz", mix_ratio=0.5)
     sources = [json.loads(line)["source"] for line in mixed.output.read_text().splitlines()]
     assert sources.count("mix") == 4 and sources.count("cai") == 4
 

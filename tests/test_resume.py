@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+PROMPTS = DEMO_PROMPTS
 OUTPUTS = ("responses.jsonl", "revisions.jsonl", "errors.jsonl")
 
 

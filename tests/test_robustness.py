@@ -14,9 +14,10 @@ from cai.errors import CaiError
 from cai.records import Message, ResponseRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.generate import GenerateConfig
+from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
+PROMPTS = DEMO_PROMPTS
 SAMPLING = SamplingConfig(max_tokens=8)
 
 

@@ -19,10 +19,11 @@ from cai.train.common import build_config
 from cai.train.preference import eval_pm, soft_preference_loss, train_dpo, train_pm
 from cai.train.rl import train_rl
 from cai.train.sft import train_sft
+from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"
-HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-test-first1000.jsonl.gz"
+PROMPTS = DEMO_PROMPTS
+HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 FAST = {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 256}
 
 
@@ -54,7 +55,7 @@ def pipeline(tmp_path_factory, engine, tiny_model):
     """generate → critique → export sft, then sample → label → export prefs, on the tiny model."""
     from cai.constitution import load_constitution
 
-    constitution = load_constitution(ROOT / "constitution" / "default.yaml")
+    constitution = load_constitution(DEFAULT_CONSTITUTION)
     run = RunDir(tmp_path_factory.mktemp("pipeline") / "run")
     sampling = SamplingConfig(max_tokens=12)
     jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=sampling), limit=6)
