@@ -39,12 +39,24 @@ class ResponseRecord(BaseModel):
     prompt: list[Message]
     response: str
     provenance: Provenance
+    finish_reason: str | None = Field(None, description="why generation stopped ('stop', 'length'); None if unknown")
+    flags: list[str] = Field([], description="the response's data-quality flags (cai.quality.FLAGS)")
 
 
 class Step(BaseModel):
+    """One round: the critique against a principle, then the revision it led to.
+
+    The finish reasons and flags (here and on the records) default to None and [], so that files
+    written before they existed still load, as unflagged.
+    """
+
     principle_id: str
     critique: str
     revision: str
+    critique_finish_reason: str | None = Field(None, description="why the critique's generation stopped")
+    critique_flags: list[str] = Field([], description="the critique's data-quality flags (never `meta`)")
+    revision_finish_reason: str | None = Field(None, description="why the revision's generation stopped")
+    revision_flags: list[str] = Field([], description="the revision's data-quality flags")
 
 
 class RevisionRecord(BaseModel):
@@ -57,6 +69,7 @@ class RevisionRecord(BaseModel):
     final_response: str
     stopped: str | None = Field(None, description="why rounds ended early, e.g. 'context_length'")
     provenance: Provenance
+    flags: list[str] = Field([], description="the final revision's flags (those of the last step)")
 
 
 class Skipped(BaseModel):
@@ -78,6 +91,7 @@ class SftRow(BaseModel):
     principle_ids: list[str] = []
     constitution_sha256: str | None = None
     model: str | None = None
+    flags: list[str] = Field([], description="the revision's flags, when flagged rows were kept")
 
 
 class SampleRecord(BaseModel):
@@ -87,6 +101,9 @@ class SampleRecord(BaseModel):
     prompt: list[Message]
     responses: list[str]
     provenance: Provenance
+    finish_reasons: list[str | None] = Field([], description="why each answer's generation stopped")
+    response_flags: list[list[str]] = Field([], description="each answer's data-quality flags")
+    flags: list[str] = Field([], description="every flag that any answer carries")
 
 
 class Judgement(BaseModel):
@@ -110,3 +127,4 @@ class PreferenceRecord(BaseModel):
     judgements: list[Judgement]
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance
+    flags: list[str] = Field([], description="every flag that either answer carries")
