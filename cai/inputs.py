@@ -28,55 +28,73 @@ class InputError(CaiError):
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, dict | InputError]]:
-    """(line number, row) pairs of a data file, whatever its format.
+    """(line number, row) pairs of a data file, whatever its format, read as a stream.
 
     A malformed line comes as an InputError in place of the row, so that callers can report it
     and go on; a file that cannot be read at all raises.
     """
+    for number, raw in raw_rows(path):
+        yield number, parse_raw(raw, path, number)
+
+
+def parse_raw(raw: bytes | dict | InputError, path: str | Path, number: int) -> dict | InputError:
+    """A row as `raw_rows` gave it (a JSONL line's bytes, or an already parsed row), as a dict."""
+    return _parse_line(raw, Path(path), number) if isinstance(raw, bytes) else raw
+
+
+def raw_rows(path: str | Path) -> Iterator[tuple[int, bytes | dict | InputError]]:
+    """(line number, raw row): JSONL lines stay bytes until someone needs them, so that a resumed
+    job can pass over finished rows without parsing them. Memory does not grow with the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffixes = [s.lower() for s in path.suffixes]
     gz = suffixes[-1:] == [".gz"]
-    kind = (suffixes[:-1] if gz else suffixes)[-1:] or [""]
-    kind = kind[0]
-    if kind == ".parquet":
-        yield from enumerate(_parquet_rows(path), start=1)
-        return
+    kind = ((suffixes[:-1] if gz else suffixes)[-1:] or [""])[0]
+    opener = gzip.open if gz else open
     try:
-        raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+        if kind == ".parquet":
+            yield from enumerate(_parquet_rows(path), start=1)
+        elif kind == ".csv":
+            with opener(path, "rt", encoding="utf-8", newline="") as f:
+                yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
+        elif kind == ".json":
+            with opener(path, "rb") as f:
+                yield from _json_rows(f.read(), path)
+        else:
+            with opener(path, "rb") as f:
+                for number, line in enumerate(f, start=1):
+                    if line.strip():
+                        yield number, line
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV file ({e})") from None
     except (OSError, EOFError, zlib.error) as e:
-        raise InputError(f"{path}: not a readable gzip file ({e})") from None
-    if kind == ".csv":
-        try:
-            records = list(csv.DictReader(io.StringIO(_decode(raw, path))))
-        except csv.Error as e:
-            raise InputError(f"{path}: not a readable CSV file ({e})") from None
-        yield from enumerate(records, start=2)  # line 1 is the header
-    elif kind == ".json":
-        try:
-            data = json.loads(_decode(raw, path))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if isinstance(data, dict):  # {"data": [...]} and the like: take the only list
-            lists = [v for v in data.values() if isinstance(v, list)]
-            data = lists[0] if len(lists) == 1 else [data]
-        if not isinstance(data, list):
-            raise InputError(f"{path}: expected a JSON list of objects")
-        for number, row in enumerate(data, start=1):
-            yield number, row if isinstance(row, dict) else InputError(f"{path}: item {number} is not an object")
-    else:
-        for number, line in enumerate(raw.split(b"\n"), start=1):
-            if line.strip():
-                yield number, _parse_line(line, path, number)
+        raise InputError(f"{path}: not a readable {'gzip ' if gz else ''}file ({e})") from None
 
 
-def _parquet_rows(path: Path) -> list[dict]:
+def _json_rows(raw: bytes, path: Path) -> Iterator[tuple[int, dict | InputError]]:
+    try:
+        data = json.loads(_decode(raw, path))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if isinstance(data, dict):  # {"data": [...]} and the like: take the only list
+        lists = [v for v in data.values() if isinstance(v, list)]
+        data = lists[0] if len(lists) == 1 else [data]
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of objects")
+    for number, row in enumerate(data, start=1):
+        yield number, row if isinstance(row, dict) else InputError(f"{path}: item {number} is not an object")
+
+
+def _parquet_rows(path: Path) -> Iterator[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
 
@@ -152,6 +170,21 @@ def _row_id(row: dict, messages: list[Message]) -> str:
     return str(row["id"]) if row.get("id") not in (None, "") else content_id(messages)
 
 
+def prompt_row(row: dict | InputError, line: int, prompt_field: str = "prompt", stage: str = "input") -> PromptRow | Skipped:
+    """One input row as a prompt, or the reason it is not one."""
+    if isinstance(row, InputError):
+        return _problem(stage, line, row)
+    try:
+        prompt = row_prompt(row, prompt_field)
+    except (ValueError, ValidationError) as e:
+        return _problem(stage, line, e)
+    return PromptRow(id=_row_id(row, prompt), prompt=prompt, line=line)
+
+
+def duplicate(row_id: str, line: int | None, stage: str) -> Skipped:
+    return _problem(stage, line, "duplicate id, kept the first", row_id)
+
+
 def load_prompts(
     path: str | Path, prompt_field: str = "prompt", limit: int | None = None, stage: str = "input"
 ) -> tuple[list[PromptRow], list[Skipped]]:
@@ -160,20 +193,14 @@ def load_prompts(
     for line, row in read_rows(path):
         if limit is not None and len(rows) >= limit:
             break
-        if isinstance(row, InputError):
-            problems.append(_problem(stage, line, row))
-            continue
-        try:
-            prompt = row_prompt(row, prompt_field)
-        except (ValueError, ValidationError) as e:
-            problems.append(_problem(stage, line, e))
-            continue
-        row_id = _row_id(row, prompt)
-        if row_id in seen:
-            problems.append(_problem(stage, line, "duplicate id, kept the first", row_id))
-            continue
-        seen.add(row_id)
-        rows.append(PromptRow(id=row_id, prompt=prompt, line=line))
+        parsed = prompt_row(row, line, prompt_field, stage)
+        if isinstance(parsed, PromptRow) and parsed.id in seen:
+            parsed = duplicate(parsed.id, line, stage)
+        if isinstance(parsed, Skipped):
+            problems.append(parsed)
+        else:
+            seen.add(parsed.id)
+            rows.append(parsed)
     return rows, problems
 
 
@@ -197,7 +224,8 @@ def _reason(error: Exception) -> str:
 
 
 def sha256_of(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with Path(path).open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _answer(value) -> str:
@@ -211,6 +239,31 @@ def _answer(value) -> str:
     raise ValueError("expected an answer (text, or messages ending with the assistant's)")
 
 
+def pair_row(row: dict | InputError, line: int, chosen_field: str = "chosen", rejected_field: str = "rejected",
+             stage: str = "input") -> tuple[PromptRow, str, str] | Skipped:
+    """One row as (prompt, chosen answer, rejected answer), or the reason it is not a pair.
+
+    hh-rlhf rows hold two whole transcripts that differ only in the last Assistant turn; other rows
+    hold a prompt (as `cai generate` reads it) and the two answers.
+    """
+    try:
+        if isinstance(row, InputError):
+            raise row
+        chosen, rejected = row.get(chosen_field), row.get(rejected_field)
+        if chosen is None or rejected is None:
+            raise ValueError(f"no '{chosen_field}' or '{rejected_field}' field")
+        if isinstance(chosen, str) and isinstance(rejected, str) and "Human:" in chosen:
+            prompt = hh_prompt(chosen)
+            chosen, rejected = (transcript_to_messages(t)[-1].content for t in (chosen, rejected))
+        else:
+            prompt = row_prompt(row)
+            chosen, rejected = _answer(chosen), _answer(rejected)
+    except (InputError, ValueError, ValidationError, IndexError) as e:
+        return _problem(stage, line, e)
+    row_id = _row_id(row, prompt + [Message(role="assistant", content=a) for a in (chosen, rejected)])
+    return PromptRow(id=row_id, prompt=prompt, line=line), chosen, rejected
+
+
 def load_pairs(
     path: str | Path,
     chosen_field: str = "chosen",
@@ -218,34 +271,17 @@ def load_pairs(
     limit: int | None = None,
     stage: str = "input",
 ) -> tuple[list[tuple[PromptRow, str, str]], list[Skipped]]:
-    """Answer pairs whose better one humans chose: (prompt row, chosen, rejected) and warnings.
-
-    hh-rlhf rows hold two whole transcripts that differ only in the last Assistant turn; other rows
-    hold a prompt (as `cai generate` reads it) and the two answers.
-    """
+    """Answer pairs whose better one humans chose: (prompt row, chosen, rejected) and warnings."""
     pairs, problems, seen = [], [], set()
     for line, row in read_rows(path):
         if limit is not None and len(pairs) >= limit:
             break
-        try:
-            if isinstance(row, InputError):
-                raise row
-            chosen, rejected = row.get(chosen_field), row.get(rejected_field)
-            if chosen is None or rejected is None:
-                raise ValueError(f"no '{chosen_field}' or '{rejected_field}' field")
-            if isinstance(chosen, str) and isinstance(rejected, str) and "Human:" in chosen:
-                prompt = hh_prompt(chosen)
-                chosen, rejected = (transcript_to_messages(t)[-1].content for t in (chosen, rejected))
-            else:
-                prompt = row_prompt(row)
-                chosen, rejected = _answer(chosen), _answer(rejected)
-        except (InputError, ValueError, ValidationError, IndexError) as e:
-            problems.append(_problem(stage, line, e))
-            continue
-        row_id = _row_id(row, prompt + [Message(role="assistant", content=a) for a in (chosen, rejected)])
-        if row_id in seen:
-            problems.append(_problem(stage, line, "duplicate id, kept the first", row_id))
-            continue
-        seen.add(row_id)
-        pairs.append((PromptRow(id=row_id, prompt=prompt, line=line), chosen, rejected))
+        parsed = pair_row(row, line, chosen_field, rejected_field, stage)
+        if not isinstance(parsed, Skipped) and parsed[0].id in seen:
+            parsed = duplicate(parsed[0].id, line, stage)
+        if isinstance(parsed, Skipped):
+            problems.append(parsed)
+        else:
+            seen.add(parsed[0].id)
+            pairs.append(parsed)
     return pairs, problems

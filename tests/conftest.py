@@ -62,12 +62,21 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(tiny_model):
-    """One in-process vLLM engine for the whole session (starting one takes seconds)."""
-    from cai.engine import Engine
+def tiny(tiny_model):
+    """The engine settings of the tiny model, as the CLI would build them."""
+    from cai.engine_config import EngineConfig
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    return Engine(str(tiny_model), kv_cache_gib=1.0, show_progress=False)
+    return EngineConfig(str(tiny_model), kv_cache_gib=1.0)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny, tmp_path_factory):
+    """The one in-process vLLM engine of the session (starting one takes seconds): the same object
+    the local executor uses for `tiny`, so a test process never holds two engines."""
+    from cai.executors.local import shared_engine
+
+    return shared_engine(tiny, tmp_path_factory.mktemp("engine") / "cache.sqlite")
 
 
 @pytest.fixture

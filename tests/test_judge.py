@@ -8,7 +8,7 @@ from cai.judge import ANSWER_PREFIX, few_shot_turns, judge_prompt, margin, p_fir
 from cai.judge_eval import summarize
 from cai.principles import draw_distinct
 from cai.records import Judgement, Message, Provenance, SampleRecord
-from cai.stages.label import pairs_of
+from cai.stages.label import LabelConfig, pairs_of
 
 CONVERSATION = [Message(role="user", content="How do I get back at my brother?")]
 
@@ -71,8 +71,8 @@ def test_draw_distinct():
 def test_pairs_of_k_answers_drop_identical_ones():
     prov = Provenance(model="m", sampling={}, style="chat")
     samples = [SampleRecord(id="s", prompt=CONVERSATION, responses=["a", "b", " a ", "c"], provenance=prov)]
-    pairs, identical = pairs_of(samples)
-    assert identical == 1 and len(pairs) == 5
+    pairs, dropped = pairs_of(samples, LabelConfig("m"))
+    assert dropped == {"identical_pairs_dropped": 1} and len(pairs) == 5
     assert [p.id for p in pairs][:2] == ["s:0-1", "s:0-3"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import stage_runs
 from cai import jobs
 from cai.dialogue import Style
 from cai.engine import SamplingConfig
@@ -35,25 +36,25 @@ def prefill_calls(engine, monkeypatch):
     return calls
 
 
-def sampled_run(tmp_path, engine, n=3, limit=4):
+def sampled_run(tmp_path, tiny, n=3, limit=4):
     run = RunDir(tmp_path / "run")
     config = GenerateConfig("tiny", sampling=SamplingConfig(temperature=1.0, max_tokens=10), n=n)
-    jobs.generate(run, PROMPTS, engine, config, limit=limit, stage="sample")
+    stage_runs.generate(run, PROMPTS, tiny, config, limit=limit, stage="sample")
     return run
 
 
-def test_sample_writes_k_different_answers(tmp_path, engine):
-    run = sampled_run(tmp_path, engine, n=3)
+def test_sample_writes_k_different_answers(tmp_path, engine, tiny):
+    run = sampled_run(tmp_path, tiny, n=3)
     samples = read_jsonl(run.file("samples.jsonl"), SampleRecord)
     assert len(samples) == 4 and all(len(s.responses) == 3 for s in samples)
     assert all(len(set(s.responses)) == 3 for s in samples)  # temperature 1: different answers
-    again = sampled_run(tmp_path / "again", engine, n=3)
+    again = sampled_run(tmp_path / "again", tiny, n=3)
     assert read_jsonl(again.file("samples.jsonl"), SampleRecord) == samples  # seeded
 
 
-def test_label_bookkeeping_is_exact(tmp_path, engine, default_constitution, prefill_calls):
-    run = sampled_run(tmp_path, engine, n=3, limit=4)
-    report = jobs.label(run, engine, default_constitution, LabelConfig("tiny", principles_per_pair=2, seed=1))
+def test_label_bookkeeping_is_exact(tmp_path, engine, default_constitution, prefill_calls, tiny):
+    run = sampled_run(tmp_path, tiny, n=3, limit=4)
+    report = stage_runs.label(run, tiny, default_constitution, LabelConfig("tiny", keep_flagged=True, principles_per_pair=2, seed=1))
     assert prefill_calls == [4 * 3 * 2 * 2]  # prompts × pairs × principles × orders, ONE call
     records = read_jsonl(run.file("preferences.jsonl"), PreferenceRecord)
     assert report.rows_out == len(records) == 12
@@ -71,8 +72,8 @@ def test_label_bookkeeping_is_exact(tmp_path, engine, default_constitution, pref
         assert r.margin == pytest.approx(math.log(r.p_chosen / (1 - r.p_chosen)), abs=1e-6)
 
     # Recompute one judgement by hand: the judge's own option log-probabilities, normalised.
-    pairs, _ = pairs_of(list(samples.values()))
-    ask = _asks(pairs, default_constitution, LabelConfig("tiny", principles_per_pair=2, seed=1))[0]
+    pairs, _ = pairs_of(list(samples.values()), LabelConfig("tiny", keep_flagged=True))
+    ask = _asks(pairs, default_constitution, LabelConfig("tiny", keep_flagged=True, principles_per_pair=2, seed=1))[0]
     ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
     (scores,) = engine.option_logprobs([judge_prompt(ask.turns, Style.chat, ANSWER_PREFIX)], ids)
     record = next(r for r in records if r.id == pairs[0].id)
@@ -80,41 +81,42 @@ def test_label_bookkeeping_is_exact(tmp_path, engine, default_constitution, pref
 
     manifest = json.loads(run.manifest_path.read_text())["stages"]["label"]
     assert manifest["swap"] is True and manifest["principles_per_pair"] == 2
-    assert manifest["judgements"] == 48 and sum(manifest["principles_used"].values()) == 48
+    used = {k: v for k, v in manifest["counters"].items() if k.startswith("principle: ")}
+    assert sum(used.values()) == 48 and len(used) > 2
 
 
-def test_no_swap_and_cot(tmp_path, engine, default_constitution, prefill_calls):
-    run = sampled_run(tmp_path, engine, n=2, limit=3)
-    jobs.label(run, engine, default_constitution, LabelConfig("tiny", swap=False))
+def test_no_swap_and_cot(tmp_path, engine, default_constitution, prefill_calls, tiny):
+    run = sampled_run(tmp_path, tiny, n=2, limit=3)
+    stage_runs.label(run, tiny, default_constitution, LabelConfig("tiny", keep_flagged=True, swap=False))
     records = read_jsonl(run.file("preferences.jsonl"), PreferenceRecord)
     assert all(len(r.judgements) == 1 for r in records)
     assert {r.judgements[0].order for r in records} <= {"AB", "BA"}
 
-    config = LabelConfig("tiny", cot=True, cot_max_tokens=8)
+    config = LabelConfig("tiny", keep_flagged=True, cot=True, cot_max_tokens=8)
     with pytest.raises(CaiError, match=r"other settings \(cot, cot_max_tokens, swap\).*--force"):
-        jobs.label(run, engine, default_constitution, config)
-    jobs.label(run, engine, default_constitution, config, force=True)
+        stage_runs.label(run, tiny, default_constitution, config)
+    stage_runs.label(run, tiny, default_constitution, config, force=True)
     records = read_jsonl(run.file("preferences.jsonl"), PreferenceRecord)
     assert all(0.5 <= r.p_chosen <= 0.6 for r in records)  # clamped to [0.4, 0.6]
     assert all(j.reasoning is not None for r in records for j in r.judgements)
 
 
-def test_identical_answers_are_dropped_and_counted(tmp_path, engine, default_constitution):
+def test_identical_answers_are_dropped_and_counted(tmp_path, engine, default_constitution, tiny):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     row = {"id": "s", "prompt": [{"role": "user", "content": "hi"}], "responses": ["same", "same", "other"],
            "provenance": {"model": "tiny", "sampling": {}, "style": "chat"}}
     run.file("samples.jsonl").write_text(json.dumps(row) + "\n")
-    report = jobs.label(run, engine, default_constitution, LabelConfig("tiny"))
+    report = stage_runs.label(run, tiny, default_constitution, LabelConfig("tiny", keep_flagged=True))
     assert report.rows_out == 2 and "1 pairs of identical answers dropped" in report.notes
-    assert json.loads(run.manifest_path.read_text())["stages"]["label"]["identical_pairs_dropped"] == 1
+    assert json.loads(run.manifest_path.read_text())["stages"]["label"]["counters"]["identical_pairs_dropped"] == 1
 
 
-def test_export_prefs_trains_reward_and_dpo(tmp_path, engine, default_constitution, tiny_model):
-    run = sampled_run(tmp_path, engine, n=2, limit=4)
-    jobs.label(run, engine, default_constitution, LabelConfig("tiny"))
-    report = jobs.export_prefs(run, min_confidence=0.5)
-    strict = jobs.export_prefs(run, tmp_path / "strict.jsonl", min_confidence=0.99)
+def test_export_prefs_trains_reward_and_dpo(tmp_path, engine, default_constitution, tiny_model, tiny):
+    run = sampled_run(tmp_path, tiny, n=2, limit=4)
+    stage_runs.label(run, tiny, default_constitution, LabelConfig("tiny", keep_flagged=True))
+    report = jobs.export_prefs(run, min_confidence=0.5, keep_flagged=True)
+    strict = jobs.export_prefs(run, tmp_path / "strict.jsonl", min_confidence=0.99, keep_flagged=True)
     assert report.rows_out == 4 and strict.rows_out <= 4
 
     from datasets import load_dataset
@@ -137,7 +139,7 @@ def test_export_prefs_trains_reward_and_dpo(tmp_path, engine, default_constituti
     assert dpo.train().global_step == 1
 
 
-def test_eval_judge_on_hh_pairs(tmp_path, engine, default_constitution):
+def test_eval_judge_on_hh_pairs(tmp_path, engine, default_constitution, tiny):
     pairs = tmp_path / "pairs.jsonl.gz"
     rows = [
         {"chosen": f"\n\nHuman: question {i}?\n\nAssistant: a kind answer {i}",
@@ -145,7 +147,7 @@ def test_eval_judge_on_hh_pairs(tmp_path, engine, default_constitution):
         for i in range(5)
     ]
     pairs.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
-    summary = jobs.eval_judge(pairs, tmp_path / "out", engine, default_constitution, LabelConfig("tiny"), limit=4)
+    summary = stage_runs.eval_judge(pairs, tmp_path / "out", tiny, default_constitution, LabelConfig("tiny", keep_flagged=True), limit=4)
     assert summary["n"] == 4 and summary["judgements"] == 8
     for key in ("accuracy", "position_consistency", "first_position_rate", "mean_confidence", "ece"):
         assert 0 <= summary[key] <= 1
@@ -153,5 +155,5 @@ def test_eval_judge_on_hh_pairs(tmp_path, engine, default_constitution):
     assert len(lines) == 4 and "p_human_choice" in json.loads(lines[0])
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
 
-    one_order = jobs.eval_judge(pairs, tmp_path / "out1", engine, default_constitution, LabelConfig("tiny", swap=False))
+    one_order = stage_runs.eval_judge(pairs, tmp_path / "out1", tiny, default_constitution, LabelConfig("tiny", keep_flagged=True, swap=False))
     assert one_order["position_consistency"] is None and one_order["judgements"] == 5

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import stage_runs
 from cai import jobs
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
@@ -21,31 +22,39 @@ PROMPTS = DEMO_PROMPTS
 SAMPLING = SamplingConfig(max_tokens=8)
 
 
-def test_rerun_is_answered_from_the_cache(tmp_path, engine):
+def test_a_rerun_skips_finished_chunks_without_calling_the_engine(tmp_path, engine, monkeypatch, tiny):
     run = RunDir(tmp_path / "run")
-    first = jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=5)
+    first = stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=5, chunk_size=2)
     before = run.file("responses.jsonl").read_bytes()
-    again = jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=5)
+    monkeypatch.setattr(engine.backend.llm, "generate", lambda *a, **k: pytest.fail("a finished chunk was redone"))
+    again = stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=5, chunk_size=2)
     assert (first.stats.requests, first.stats.cached) == (5, 0)
-    assert (again.stats.requests, again.stats.cached) == (0, 5)
-    assert run.file("responses.jsonl").read_bytes() == before
+    assert again.rows_out == 5 and run.file("responses.jsonl").read_bytes() == before
+    assert json.loads(run.manifest_path.read_text())["stages"]["generate"]["resumed_rows"] == 5
 
 
-def test_other_settings_are_refused_unless_forced(tmp_path, engine):
+def test_a_changed_stage_finds_its_unchanged_requests_in_the_cache(tmp_path, engine, tiny):
     run = RunDir(tmp_path / "run")
-    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
+    stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
+    again = stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=4, force=True)
+    assert (again.stats.requests, again.stats.cached) == (1, 3)
+
+
+def test_other_settings_are_refused_unless_forced(tmp_path, engine, tiny):
+    run = RunDir(tmp_path / "run")
+    stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
     other = GenerateConfig("tiny", sampling=SamplingConfig(max_tokens=9))
     with pytest.raises(CaiError, match=r"other settings \(sampling\).*--force"):
-        jobs.generate(run, PROMPTS, engine, other, limit=3)
+        stage_runs.generate(run, PROMPTS, tiny, other, limit=3)
     with pytest.raises(CaiError, match="other settings"):
-        jobs.generate(run, PROMPTS, engine, GenerateConfig("other-model", sampling=SAMPLING), limit=3)
-    report = jobs.generate(run, PROMPTS, engine, other, limit=3, force=True)
+        stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("other-model", sampling=SAMPLING), limit=3)
+    report = stage_runs.generate(run, PROMPTS, tiny, other, limit=3, force=True)
     assert report.rows_out == 3
     assert json.loads(run.manifest_path.read_text())["stages"]["generate"]["sampling"]["max_tokens"] == 9
 
 
-def test_an_engine_error_fails_one_row_not_the_job(tmp_path, engine, monkeypatch):
-    original = engine.llm.generate
+def test_an_engine_error_fails_one_row_not_the_job(tmp_path, engine, monkeypatch, tiny):
+    original = engine.backend.llm.generate
     calls = []
 
     def flaky(prompts, params, **kwargs):
@@ -55,9 +64,9 @@ def test_an_engine_error_fails_one_row_not_the_job(tmp_path, engine, monkeypatch
             raise RuntimeError("device lost")
         return original(prompts, params, **kwargs)
 
-    monkeypatch.setattr(engine.llm, "generate", flaky)
+    monkeypatch.setattr(engine.backend.llm, "generate", flaky)
     run = RunDir(tmp_path / "run")
-    report = jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=SAMPLING), limit=4, chunk_size=4)
+    report = stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=4, chunk_size=4)
     assert calls[:3] == [4, 4, 4]  # the batch, then two retries, then one by one
     assert report.rows_out == 3 and len(report.skipped) == 1
     (error,) = report.skipped
@@ -67,14 +76,14 @@ def test_an_engine_error_fails_one_row_not_the_job(tmp_path, engine, monkeypatch
     assert json.loads(run.file("errors.jsonl").read_text())["id"] == "demo-02"
 
 
-def test_every_input_row_is_accounted_for(tmp_path, engine):
+def test_every_input_row_is_accounted_for(tmp_path, engine, tiny):
     prompts = tmp_path / "p.jsonl"
     prompts.write_bytes(
         b'{"id": "a", "prompt": "fine"}\n{not json\n{"id": "a", "prompt": "again"}\n'
         b'{"id": "b", "prompt": ""}\n{"id": "c", "prompt": "\xff"}\n{"id": "d", "prompt": "' + b"long " * 9000 + b'"}\n'
     )
     run = RunDir(tmp_path / "run")
-    report = jobs.generate(run, prompts, engine, GenerateConfig("tiny", sampling=SAMPLING))
+    report = stage_runs.generate(run, prompts, tiny, GenerateConfig("tiny", sampling=SAMPLING))
     assert (report.rows_in, report.rows_out, len(report.skipped)) == (6, 1, 5)
     errors = [json.loads(line) for line in run.file("errors.jsonl").read_text().splitlines()]
     assert sorted(e["line"] for e in errors) == [2, 3, 4, 5, 6]
@@ -128,6 +137,6 @@ def test_error_threshold_and_secrets(tmp_path, tiny_model):
     done = run_cli("generate", "--prompts", str(prompts), "--run", str(run), "--model", str(tiny_model),
                    "--max-tokens", "4", "--max-error-rate", "0.5", env=env)
     assert done.returncode == 0, done.stderr[-1500:]
-    for path in run.iterdir():
-        assert secret.encode() not in path.read_bytes(), path
+    for path in run.rglob("*"):
+        assert path.is_dir() or secret.encode() not in path.read_bytes(), path
     assert secret not in done.stdout + done.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import stage_runs
 from cai import jobs
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
@@ -51,20 +52,20 @@ def test_config_file_then_flags(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, engine, tiny_model):
+def pipeline(tmp_path_factory, engine, tiny_model, tiny):
     """generate → critique → export sft, then sample → label → export prefs, on the tiny model."""
     from cai.constitution import load_constitution
 
     constitution = load_constitution(DEFAULT_CONSTITUTION)
     run = RunDir(tmp_path_factory.mktemp("pipeline") / "run")
     sampling = SamplingConfig(max_tokens=12)
-    jobs.generate(run, PROMPTS, engine, GenerateConfig("tiny", sampling=sampling), limit=6)
-    jobs.critique(run, engine, constitution, CritiqueConfig("tiny", rounds=1, sampling=sampling))
-    jobs.export_sft(run)
+    stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=sampling), limit=6)
+    stage_runs.critique(run, tiny, constitution, CritiqueConfig("tiny", rounds=1, sampling=sampling))
+    jobs.export_sft(run, keep_flagged=True)
     return run, constitution
 
 
-def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model):
+def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model, tiny):
     run, constitution = pipeline
     sft = train_sft(run.file("sft.jsonl"), str(tiny_model), tmp_path / "sft", overrides=FAST)
     assert sft["metrics"]["train_loss"] > 0 and (tmp_path / "sft" / "cai_train.json").is_file()
@@ -75,8 +76,8 @@ def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model
                            "--model", str(tmp_path / "sft"), "-n", "2", "--limit", "6", "--max-tokens", "12"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    jobs.label(rl, engine, constitution, LabelConfig("tiny"))
-    prefs = jobs.export_prefs(rl)
+    stage_runs.label(rl, tiny, constitution, LabelConfig("tiny", keep_flagged=True))
+    prefs = jobs.export_prefs(rl, keep_flagged=True)
     assert prefs.rows_out >= 4
 
     pm = train_pm(prefs.output, str(tiny_model), tmp_path / "pm", loss="soft", overrides=FAST)
@@ -93,13 +94,13 @@ def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model
     assert any(not torch.equal(start[k], after[k]) for k in start)  # the policy moved
 
 
-def test_pm_losses_eval_and_dpo(tmp_path, pipeline, engine, tiny_model):
+def test_pm_losses_eval_and_dpo(tmp_path, pipeline, engine, tiny_model, tiny):
     run, constitution = pipeline
     rl = RunDir(tmp_path / "rl")
-    jobs.generate(rl, PROMPTS, engine, GenerateConfig("tiny", sampling=SamplingConfig(1.0, max_tokens=10), n=2),
+    stage_runs.generate(rl, PROMPTS, tiny, GenerateConfig("tiny", sampling=SamplingConfig(1.0, max_tokens=10), n=2),
                   limit=4, stage="sample")
-    jobs.label(rl, engine, constitution, LabelConfig("tiny"))
-    prefs = jobs.export_prefs(rl).output
+    stage_runs.label(rl, tiny, constitution, LabelConfig("tiny", keep_flagged=True))
+    prefs = jobs.export_prefs(rl, keep_flagged=True).output
     for loss in ("margin", "hard"):
         assert train_pm(prefs, str(tiny_model), tmp_path / loss, loss=loss, overrides=FAST)["loss"] == loss
     summary = eval_pm(str(tmp_path / "hard"), HH, limit=6)

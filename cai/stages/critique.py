@@ -7,17 +7,16 @@ dialogue grows round by round, as in the paper, so the prefix cache serves each 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
+from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution
 from cai.dialogue import Style, conversation_turns, example_turns, render, step_turns
 from cai.engine import Engine, Failed, Request, SamplingConfig
 from cai.principles import draw
+from cai.quality import QualityConfig, text_flags
 from cai.records import Provenance, ResponseRecord, RevisionRecord, Skipped, Step
 from cai.stages.generate import stop_strings
-
-log = logging.getLogger("cai")
 
 
 @dataclass
@@ -27,6 +26,7 @@ class CritiqueConfig:
     rounds: int = 4
     seed: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 @dataclass
@@ -41,7 +41,7 @@ def critique_batch(
     engine: Engine,
     constitution: LoadedConstitution,
     config: CritiqueConfig,
-) -> tuple[list[RevisionRecord], list[Skipped]]:
+) -> BatchResult:
     """Revised records, and the examples that finished no round (nothing to learn from)."""
     principles = constitution.constitution.critique_revision
     texts = {p.id: (p.critique, p.revision) for p in principles}
@@ -62,7 +62,7 @@ def critique_batch(
             for e in active
         ]
 
-        log.info("round %d/%d: critiques of %d examples", round_index + 1, config.rounds, len(active))
+        engine.step(f"round {round_index + 1}/{config.rounds}: critiques")
         critique_turns = [turns + [("CritiqueRequest", p.critique)] for turns, p in zip(base, drawn)]
         critiques = engine.generate(
             [
@@ -78,7 +78,7 @@ def critique_batch(
                 e.stopped = c.reason
             else:
                 asked.append((e, p, c, turns + [("Critique", c.text), ("RevisionRequest", p.revision)]))
-        log.info("round %d/%d: revisions of %d examples", round_index + 1, config.rounds, len(asked))
+        engine.step(f"round {round_index + 1}/{config.rounds}: revisions")
         revisions = engine.generate(
             [
                 Request(render(turns, config.style, "Revision"), f"revision:{e.record.id}:{round_index}", stops)
@@ -92,7 +92,12 @@ def critique_batch(
             elif not r.text:
                 e.stopped = "empty_revision"
             else:
-                e.steps.append(Step(principle_id=p.id, critique=c.text, revision=r.text))
+                e.steps.append(Step(
+                    principle_id=p.id, critique=c.text, revision=r.text,
+                    critique_finish_reason=c.finish_reason, revision_finish_reason=r.finish_reason,
+                    critique_flags=text_flags(c.text, c.finish_reason, config.quality, "critique"),
+                    revision_flags=text_flags(r.text, r.finish_reason, config.quality, "revision"),
+                ))
 
     provenance = Provenance(
         model=config.model,
@@ -101,22 +106,22 @@ def critique_batch(
         constitution_sha256=constitution.sha256,
         seed=config.seed,
     )
-    records = [
-        RevisionRecord(
+    result = BatchResult()
+    for e in examples:
+        if not e.steps:
+            result.errors.append(Skipped(id=e.record.id, stage="critique", reason=f"no round finished: {e.stopped}"))
+            continue
+        if e.stopped:
+            result.counters[f"stopped early: {e.stopped}"] += 1
+        result.counters.update(e.steps[-1].revision_flags)
+        result.records.append(RevisionRecord(
             id=e.record.id,
             prompt=e.record.prompt,
             initial_response=e.record.response,
             steps=e.steps,
             final_response=e.steps[-1].revision,
             stopped=e.stopped,
+            flags=e.steps[-1].revision_flags,
             provenance=provenance,
-        )
-        for e in examples
-        if e.steps
-    ]
-    skipped = [
-        Skipped(id=e.record.id, stage="critique", reason=f"no round finished: {e.stopped}")
-        for e in examples
-        if not e.steps
-    ]
-    return records, skipped
+        ))
+    return result

@@ -7,11 +7,11 @@ prefills (plus one generation call first with chain-of-thought).
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution, PreferencePrinciple
 from cai.dialogue import Style
 from cai.engine import Engine, Failed, Request, SamplingConfig
@@ -27,11 +27,9 @@ from cai.judge import (
     question_text,
 )
 from cai.principles import draw_distinct, rng_for
+from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
 from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
 from cai.stages.generate import stop_strings
-
-log = logging.getLogger("cai")
-
 
 @dataclass
 class LabelConfig:
@@ -43,17 +41,12 @@ class LabelConfig:
     cot_bounds: tuple[float, float] = (0.4, 0.6)  # the paper's clamp for over-confident CoT labels
     cot_max_tokens: int = 256
     seed: int = 0
+    drop_flags: tuple[str, ...] = DEFAULT_DROP  # pairs with an answer flagged so are skipped...
+    keep_flagged: bool = False  # ...unless this is set
 
     def settings(self) -> dict:
-        keys = ("principles_per_pair", "swap", "cot", "cot_bounds", "cot_max_tokens")
+        keys = ("principles_per_pair", "swap", "cot", "cot_bounds", "cot_max_tokens", "drop_flags", "keep_flagged")
         return {k: getattr(self, k) for k in keys}
-
-
-@dataclass
-class LabelResult:
-    records: list[PreferenceRecord]
-    skipped: list[Skipped] = field(default_factory=list)
-    identical: int = 0  # pairs of identical answers, dropped
 
 
 @dataclass
@@ -75,16 +68,21 @@ class _Ask:
     turns: list
 
 
-def pairs_of(samples: list[SampleRecord]) -> tuple[list[_Pair], int]:
-    """Every pair of different answers to a prompt (K·(K−1)/2), and how many were identical."""
-    pairs, identical = [], 0
+def pairs_of(samples: list[SampleRecord], config: LabelConfig) -> tuple[list[_Pair], Counter]:
+    """Every pair of different, unflagged answers to a prompt (K·(K−1)/2), and what was dropped:
+    pairs of identical answers, and pairs with an answer flagged (unless `keep_flagged`)."""
+    pairs, dropped = [], Counter()
     for s in samples:
         for i, j in combinations(range(len(s.responses)), 2):
+            flags = [] if config.keep_flagged else flagged_pair(s, i, j, config.drop_flags)
             if s.responses[i].strip() == s.responses[j].strip():
-                identical += 1
+                dropped["identical_pairs_dropped"] += 1
+            elif flags:
+                dropped["flagged_pairs_dropped"] += 1
+                dropped.update(f"flagged_pairs_dropped: {f}" for f in flags)
             else:
                 pairs.append(_Pair(s, i, j))
-    return pairs, identical
+    return pairs, dropped
 
 
 def _asks(pairs: list[_Pair], constitution: LoadedConstitution, config: LabelConfig) -> list[_Ask]:
@@ -107,7 +105,7 @@ def _asks(pairs: list[_Pair], constitution: LoadedConstitution, config: LabelCon
 
 def _reasoning(asks: list[_Ask], pairs: list[_Pair], engine: Engine, config: LabelConfig) -> list:
     """Chain of thought: the judge's reasoning for each ask (one generation call), or Failed."""
-    log.info("judge: reasoning for %d judgements", len(asks))
+    engine.step(f"judge: reasoning for {len(asks)} judgements")
     sampling = SamplingConfig(temperature=0.0, max_tokens=config.cot_max_tokens, seed=config.seed)
     stops = ("The answer is",) + stop_strings(config.style)
     outs = engine.generate(
@@ -123,7 +121,7 @@ def _reasoning(asks: list[_Ask], pairs: list[_Pair], engine: Engine, config: Lab
 
 def _judgements(asks: list[_Ask], reasoning: list, engine: Engine, config: LabelConfig) -> list[Judgement | Failed]:
     """Every ask's label from the option-token probabilities: ONE call of prefills."""
-    log.info("judge: %d judgements", len(asks))
+    engine.step(f"judge: {len(asks)} judgements")
     option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
     ready = [i for i, r in enumerate(reasoning) if not isinstance(r, Failed)]
     prompts = [
@@ -157,14 +155,15 @@ def _preference(pair: _Pair, judgements: list[Judgement], config: LabelConfig, p
         margin=margin(p),
         judgements=judgements,
         pair=indices,
+        flags=pair_flags(pair.sample, pair.i, pair.j),
         provenance=provenance,
     )
 
 
 def label_batch(
     samples: list[SampleRecord], engine: Engine, constitution: LoadedConstitution, config: LabelConfig
-) -> LabelResult:
-    pairs, identical = pairs_of(samples)
+) -> BatchResult:
+    pairs, dropped = pairs_of(samples, config)
     asks = _asks(pairs, constitution, config)
     reasoning = _reasoning(asks, pairs, engine, config) if config.cot else [None] * len(asks)
     by_pair = defaultdict(list)
@@ -178,11 +177,13 @@ def label_batch(
         constitution_sha256=constitution.sha256,
         seed=config.seed,
     )
-    result = LabelResult(records=[], identical=identical)
+    result = BatchResult(counters=dropped)
+    result.counters["pairs"] += len(pairs) + sum(v for k, v in dropped.items() if ":" not in k)
     for n, pair in enumerate(pairs):
         failed = [j for j in by_pair[n] if isinstance(j, Failed)]
         if failed:
-            result.skipped.append(Skipped(id=pair.id, stage="label", reason=f"judge: {failed[0].reason}"))
+            result.errors.append(Skipped(id=pair.id, stage="label", reason=f"judge: {failed[0].reason}"))
         else:
             result.records.append(_preference(pair, by_pair[n], config, provenance))
+            result.counters.update(f"principle: {j.principle_id}" for j in by_pair[n])
     return result

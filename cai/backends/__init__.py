@@ -1,0 +1,19 @@
+"""Backends turn token-id prompts into texts or option log-probabilities; nothing else.
+
+Prompt encoding lives in `cai.encoder`, the request cache, retries and stats in `cai.engine`, so a
+backend is one small file: `vllm_local` (an in-process vLLM engine) or `openai_http` (any
+OpenAI-compatible server: vLLM's, SGLang's, a hosted API).
+
+Every backend has:
+- `identity`: the model's name and a fingerprint of its weights or tokenizer (part of cache keys;
+  never a URL, so a fleet with new addresses still finds its cache);
+- `tokenizer` and `context_length`;
+- `generate(prompts, settings) -> list[dict | Exception]`: for each token-id prompt and its sampling
+  settings (temperature, top_p, max_tokens, seed, stop), `{"text", "prompt_tokens",
+  "completion_tokens", "finish_reason"}`, or the exception that request ended in; a backend may also
+  raise, failing the whole batch (the engine then retries it and isolates requests);
+- `option_logprobs(prompts, option_ids) -> list[list[float] | Exception]`: the next-token
+  log-probabilities of the option tokens after each prompt (one prefill each);
+- `reset_prefix_cache()`: start a chunk from a cold prefix cache where the backend can;
+- `close()`.
+"""

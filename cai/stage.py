@@ -1,0 +1,188 @@
+"""A stage described once, as data, and the one function that runs every stage.
+
+A `Stage` names its output file, its source of input records, its batch function (records and an
+engine in, one `BatchResult` out), its settings and its engine. `execute` does the rest for every
+stage alike: it locks the run folder, refuses to mix results of other settings, cuts the input into
+chunks, skips the chunks that are done, hands the others to an executor (`local` or `ray`: two
+implementations of one `map`), then joins the chunk files, writes `errors.jsonl` and the manifest.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cai.chunks import ChunkStore, ChunkWork, batched
+from cai.engine import EngineStats
+from cai.engine_config import EngineConfig
+from cai.errors import CaiError
+from cai.inputs import duplicate
+from cai.progress import Tracker
+from cai.records import Skipped
+from cai.run import RunDir, now, read_jsonl, write_jsonl
+from cai.sources import Source
+
+log = logging.getLogger("cai")
+
+CHUNK_SIZE = 512
+
+
+@dataclass
+class Stage:
+    name: str  # its key in the manifest and errors.jsonl
+    output: str  # the file it writes in the run folder
+    source: Source
+    batch: Callable  # batch(records, engine) -> BatchResult; a functools.partial binding its config
+    settings: dict  # what decides its output: fingerprinted, recorded in the manifest
+    engine: EngineConfig
+    notes: Callable[[Counter], list[str]] = lambda counters: []  # summary lines from the counters
+
+
+@dataclass
+class JobReport:
+    """What a job did, for the summary the CLI prints."""
+
+    stage: str
+    rows_in: int
+    rows_out: int
+    output: Path
+    skipped: list[Skipped] = field(default_factory=list)
+    stats: EngineStats | None = None
+    notes: list[str] = field(default_factory=list)
+    counters: Counter = field(default_factory=Counter)
+
+    @property
+    def error_rate(self) -> float:
+        return len(self.skipped) / self.rows_in if self.rows_in else 0.0
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stage_status(run: RunDir, stage: Stage, chunk_size: int) -> str:
+    """done, partial (resumable), changed (other settings) or todo: what a rerun would do."""
+    settings = _settings(stage, chunk_size)
+    previous = run.manifest()["stages"].get(stage.name)
+    store = ChunkStore(run.file(stage.output))
+    if previous and previous.get("fingerprint") != fingerprint(settings) and (store.folder.exists() or store.output.exists()):
+        return "changed"
+    if previous and previous.get("status") == "done" and store.output.exists():
+        return "done"
+    return "partial" if store.folder.exists() else "todo"
+
+
+def _settings(stage: Stage, chunk_size: int) -> dict:
+    settings = {**stage.settings, "input_sha256": stage.source.sha256(), "limit": stage.source.limit, "chunk_size": chunk_size}
+    return json.loads(json.dumps(settings, default=str))  # compare as the manifest stores it
+
+
+def _begin(run: RunDir, stage: Stage, settings: dict, store: ChunkStore, force: bool) -> None:
+    """Refuse to mix results of other settings; record the stage as running."""
+    previous = run.manifest()["stages"].get(stage.name)
+    if previous and previous.get("fingerprint") != fingerprint(settings) and (store.folder.exists() or store.output.exists()):
+        if not force:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k]) or ["inputs"]
+            raise CaiError(
+                f"{run.path} already holds '{stage.name}' output made with other settings "
+                f"({', '.join(changed)}): use another --run folder, or --force to redo '{stage.name}'"
+            )
+        log.warning("--force: starting '%s' afresh in %s", stage.name, run.path)
+        store.clear()
+    run.record_stage(stage.name, {**settings, "fingerprint": fingerprint(settings), "engine_config": stage.engine.record(),
+                                  "status": "running", "started": now()})
+
+
+def plan(stage: Stage, store: ChunkStore, chunk_size: int, counts: Counter, tracker: Tracker) -> Iterator[ChunkWork]:
+    """The chunks still to do, parsed; finished chunks are passed over (their ids come from
+    their markers, so that duplicate ids are still found across chunks)."""
+    seen: set[str] = set()
+    for index, raw in enumerate(batched(stage.source.raw(), chunk_size)):
+        counts["chunks"] += 1
+        counts["rows_in"] += len(raw)
+        if store.is_done(index):
+            seen.update(store.marker(index)["ids"])
+            counts["done_rows"] += len(raw)
+            tracker.skipped(len(raw))
+            continue
+        work = ChunkWork(index, len(raw), [])
+        for line, item in raw:
+            parsed = stage.source.parse(line, item)
+            record_id = getattr(parsed, "id", None)
+            if not isinstance(parsed, Skipped) and record_id in seen:
+                parsed = duplicate(record_id, line, stage.name)
+            if isinstance(parsed, Skipped):
+                work.errors.append(parsed)
+                continue
+            seen.add(record_id)
+            work.records.append(parsed)
+            work.lines[record_id] = line
+        yield work
+
+
+def compute_chunk(batch: Callable, engine, work: ChunkWork, store: ChunkStore) -> dict:
+    """One chunk, from a cold prefix cache, committed whole: the same bytes in any process."""
+    engine.begin_chunk()
+    before = EngineStats(**{k: getattr(engine.stats, k) for k in EngineStats.__dataclass_fields__})
+    result = batch(work.records, engine)
+    errors = work.errors + [
+        e if e.line is not None else e.model_copy(update={"line": work.lines.get(str(e.id).split(":")[0])})
+        for e in result.errors
+    ]
+    marker = store.write(work, result.records, errors, result.counters, engine.stats.since(before).to_dict())
+    engine.commit()
+    return marker
+
+
+def execute(run: RunDir, stage: Stage, executor, chunk_size: int = CHUNK_SIZE, force: bool = False) -> JobReport:
+    if chunk_size < 1:
+        raise CaiError("--chunk-size must be at least 1")
+    store = ChunkStore(run.file(stage.output))
+    with run.locked():
+        settings = _settings(stage, chunk_size)
+        _begin(run, stage, settings, store, force)
+        counts = Counter()
+        tracker = Tracker(stage.name, stage.source.count())
+        try:
+            for marker in executor.map(stage, store, plan(stage, store, chunk_size, counts, tracker), run.file("cache.sqlite"), tracker):
+                tracker.chunk_done(marker)
+            markers = store.markers(counts["chunks"])
+            store.assemble(counts["chunks"])
+        except (OSError, sqlite3.OperationalError) as e:
+            if isinstance(e, sqlite3.OperationalError) and "full" not in str(e) or isinstance(e, OSError) and e.errno != errno.ENOSPC:
+                raise
+            raise CaiError(f"the disk is full ({e}) while '{stage.name}' was writing to {run.path}: every finished "
+                           "chunk is kept; free some space and run the same command again to resume") from None
+        finally:
+            tracker.close()
+        return _finish(run, stage, store, markers, counts)
+
+
+def _finish(run: RunDir, stage: Stage, store: ChunkStore, markers: list[dict], counts: Counter) -> JobReport:
+    skipped = [Skipped(**e) for m in markers for e in m["errors"]]
+    counters, stats = Counter(), EngineStats()
+    for m in markers:
+        counters.update(m["counters"])
+        stats.add(m["engine"])
+    _record_errors(run, stage.name, skipped)
+    rows_out = sum(m["rows"] for m in markers)
+    entry = run.manifest()["stages"][stage.name]
+    run.record_stage(stage.name, {**entry, "status": "done", "finished": now(), "rows_in": counts["rows_in"],
+                                  "rows_out": rows_out, "errors": len(skipped), "counters": dict(sorted(counters.items())),
+                                  "resumed_rows": counts["done_rows"], "engine": stats.to_dict()})
+    return JobReport(stage.name, counts["rows_in"], rows_out, store.output, skipped, stats, stage.notes(counters), counters)
+
+
+def _record_errors(run: RunDir, stage: str, skipped: list[Skipped]) -> None:
+    """Keep `errors.jsonl` holding this stage's latest problems next to the other stages'."""
+    path = run.file("errors.jsonl")
+    kept = [e for e in read_jsonl(path, Skipped) if e.stage != stage] if path.is_file() else []
+    if kept or skipped:
+        write_jsonl(path, kept + skipped)
