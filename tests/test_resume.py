@@ -1,65 +1,61 @@
-"""Kill a job with SIGKILL at several points, run the same command again: the result must be
-exactly what an uninterrupted run writes, byte for byte, one row per input id."""
+"""Kill a job with SIGKILL at every kind of point — between chunks, at the boundary between a
+round's critique and revision steps, and inside a step — then run the same command again: the
+result must be exactly what an uninterrupted run writes, byte for byte, one row per input id."""
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+
 from cai.data import DEMO_PROMPTS
 
-ROOT = Path(__file__).resolve().parent.parent
-PROMPTS = DEMO_PROMPTS
 OUTPUTS = ("responses.jsonl", "revisions.jsonl", "errors.jsonl")
 
 
 def command(stage, run, model):
     common = ["--run", str(run), "--chunk-size", "2", "--max-tokens", "6"]
     if stage == "generate":
-        return ["generate", "--prompts", str(PROMPTS), "--limit", "8", "--model", str(model), *common]
+        return ["generate", "--prompts", str(DEMO_PROMPTS), "--limit", "8", "--model", str(model), *common]
     return ["critique", "--rounds", "2", *common]
 
 
-def cai(args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "cai", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 def finish(args):
-    proc = cai(args)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "cai", "--quiet", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
-def cached_requests(run: Path) -> int:
-    try:
-        with sqlite3.connect(run / "cache.sqlite") as db:
-            return db.execute("SELECT count(*) FROM requests").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+def done_chunks(run: Path, name: str) -> int:
+    return len(list((run / f"{name}.chunks").glob("*.done.json")))
 
 
-def partial_rows(run: Path, name: str) -> int:
-    path = run / f"{name}.partial"
-    return path.read_text().count("\n") if path.exists() else 0
+def kill_at(args, step: str, nth: int = 1, delay: float = 0.0, timeout: float = 300) -> bool:
+    """Start the command; SIGKILL it `delay` s after the `nth` time it starts `step` (a progress
+    step such as "round 1/2: revisions"). Returns whether it was killed before it ended."""
+    proc = subprocess.Popen([sys.executable, "-m", "cai", "--debug", "--quiet", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = threading.Event()
 
+    def watch():
+        count = 0
+        for line in proc.stderr:
+            count += step in line
+            if count >= nth:
+                seen.set()
+        proc.stderr.close()
 
-def kill_when(args, ready, timeout=300):
-    """Start the command, SIGKILL it as soon as `ready()` holds; returns whether it was killed."""
-    proc = cai(args)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if ready():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.02)
-    proc.communicate()
+    threading.Thread(target=watch, daemon=True).start()
+    if seen.wait(timeout) and proc.poll() is None:
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+    proc.wait()
     return False
 
 
@@ -71,22 +67,26 @@ def reference(tmp_path_factory, tiny_model):
     return run
 
 
-def test_kill_and_resume_is_byte_identical(tmp_path, tiny_model, reference):
+def test_kill_anywhere_and_resume_is_byte_identical(tmp_path, tiny_model, reference):
     run = tmp_path / "run"
-    # generate: killed after the first chunk's rows are on disk, then in the middle of a chunk
-    assert kill_when(command("generate", run, tiny_model), lambda: partial_rows(run, "responses.jsonl") >= 2)
-    seen = cached_requests(run)
-    assert kill_when(command("generate", run, tiny_model), lambda: cached_requests(run) > seen)
-    finish(command("generate", run, tiny_model))
-    # critique: killed mid-round (a request batch stored, its chunk unfinished), then after a chunk
-    assert kill_when(command("critique", run, tiny_model), lambda: cached_requests(run) > 8)
-    assert kill_when(command("critique", run, tiny_model), lambda: partial_rows(run, "revisions.jsonl") >= 2)
-    finish(command("critique", run, tiny_model))
+    generate, critique = command("generate", run, tiny_model), command("critique", run, tiny_model)
+    # generate: killed inside the second chunk's call, then as the fourth chunk starts
+    assert kill_at(generate, "answers", nth=2, delay=0.05)
+    assert kill_at(generate, "answers", nth=2)
+    finish(generate)
+    # critique: at the boundary between a round's two steps (critiques done, revisions not begun),
+    # inside a revision step, at the start of round 2, and inside the last chunk's last step
+    assert kill_at(critique, "round 1/2: revisions")
+    assert kill_at(critique, "round 1/2: revisions", nth=2, delay=0.05)
+    assert kill_at(critique, "round 2/2: critiques", nth=1)
+    assert kill_at(critique, "round 2/2: revisions", nth=2, delay=0.02)
+    assert done_chunks(run, "revisions.jsonl") < 4
+    finish(critique)
 
     for name in ("responses.jsonl", "revisions.jsonl"):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
         ids = [json.loads(line)["id"] for line in (run / name).read_text().splitlines()]
         assert len(ids) == len(set(ids)) == 8
-        assert not (run / f"{name}.partial").exists()
+    assert not list(run.rglob("*.tmp"))
     manifest = json.loads((run / "manifest.json").read_text())["stages"]
     assert manifest["critique"]["status"] == "done" and manifest["critique"]["rows_out"] == 8
