@@ -525,6 +525,23 @@ def demo(
     out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
 
 
+# ---- cai report: one HTML page of a run folder ------------------------------------------------
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="The run folder.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/report.html.")] = None,
+    include: Annotated[Optional[list[Path]], typer.Option(
+        "--include", help="Another folder to show: cai eval judge / eval policies output, trained models (repeatable).")] = None,
+    examples: Annotated[int, typer.Option(min=0, help="SL-CAI examples shown in full.")] = 50,
+):
+    """Write a self-contained HTML page of a run: manifest, SL-CAI and RL-CAI data, evals, training curves."""
+    from cai.report import write_report  # matplotlib loads only for this command
+
+    out.print(f"report: {write_report(run, output, include or [], examples)}")
+
+
 def main() -> None:
     try:
         app()

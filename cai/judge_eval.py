@@ -12,11 +12,34 @@ from cai.judge import p_x_better
 from cai.records import Judgement
 
 
+def correct(p_human: float) -> float:
+    """1 when the judge sides with the human, 0 when not, 0.5 for a coin flip."""
+    return 1.0 if p_human > 0.5 else 0.5 if p_human == 0.5 else 0.0
+
+
+def calibration(p_human: list[float], bins: int = 10) -> tuple[list[dict], float | None]:
+    """The reliability diagram's bins over the judge's confidence max(p, 1 - p) in [0.5, 1]:
+    each non-empty bin's range, count, mean confidence and accuracy; and the expected calibration
+    error (ECE), the count-weighted mean gap between a bin's accuracy and its confidence."""
+    confidence = [max(p, 1 - p) for p in p_human]
+    rows = []
+    for b in range(bins):
+        lo, hi = 0.5 + b * 0.5 / bins, 0.5 + (b + 1) * 0.5 / bins
+        members = [i for i, c in enumerate(confidence) if lo <= c < hi or (b == bins - 1 and c == hi)]
+        if members:
+            rows.append({
+                "low": lo, "high": hi, "n": len(members),
+                "confidence": sum(confidence[i] for i in members) / len(members),
+                "accuracy": sum(correct(p_human[i]) for i in members) / len(members),
+            })
+    n = len(p_human)
+    ece = sum(r["n"] / n * abs(r["accuracy"] - r["confidence"]) for r in rows) if n else None
+    return rows, ece
+
+
 def summarize(pairs: list[list[Judgement]], bounds: tuple[float, float] | None = None, bins: int = 10) -> dict:
     """`pairs` holds each pair's judgements; x is always the human's choice."""
     p_human = [p_x_better(js, bounds) for js in pairs]
-    correct = [1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0 for p in p_human]
-    confidence = [max(p, 1 - p) for p in p_human]
     all_judgements = [j for js in pairs for j in js]
 
     both_orders = []
@@ -28,25 +51,17 @@ def summarize(pairs: list[list[Judgement]], bounds: tuple[float, float] | None =
             if {"AB", "BA"} <= orders.keys():  # agree: both orders pick the same answer
                 both_orders.append((orders["AB"] > 0.5) == (orders["BA"] < 0.5))
 
-    n = len(pairs)
-    ece = 0.0
-    for b in range(bins):
-        lo, hi = 0.5 + b * 0.5 / bins, 0.5 + (b + 1) * 0.5 / bins
-        members = [i for i, c in enumerate(confidence) if lo <= c < hi or (b == bins - 1 and c == hi)]
-        if members:
-            accuracy = sum(correct[i] for i in members) / len(members)
-            mean_conf = sum(confidence[i] for i in members) / len(members)
-            ece += len(members) / n * abs(accuracy - mean_conf)
+    _, ece = calibration(p_human, bins)
 
     def share(values):
         return round(sum(values) / len(values), 4) if values else None
 
     return {
-        "n": n,
-        "accuracy": share(correct),
+        "n": len(pairs),
+        "accuracy": share([correct(p) for p in p_human]),
         "position_consistency": share(both_orders),
         "first_position_rate": share([j.p_first > 0.5 for j in all_judgements]),
-        "mean_confidence": share(confidence),
-        "ece": round(ece, 4) if n else None,
+        "mean_confidence": share([max(p, 1 - p) for p in p_human]),
+        "ece": round(ece, 4) if ece is not None else None,
         "judgements": len(all_judgements),
     }

@@ -89,7 +89,8 @@ def save(model, tokenizer, out: Path) -> None:
 
 
 class Record:
-    """`OUT/cai_train.json`: what ran (data hash, config, versions) and what came of it."""
+    """`OUT/cai_train.json`: what ran (data hash, config, versions) and what came of it: the final
+    metrics and the trainer's log, one entry per logging step (`cai report` draws its curves)."""
 
     def __init__(self, out: Path, job: str, data: Path | None, model: str, config, extra: dict | None = None):
         self.out, self.clock = Path(out), time.perf_counter()
@@ -104,8 +105,9 @@ class Record:
             "started": now(),
         }
 
-    def done(self, metrics: dict) -> dict:
-        self.info.update(finished=now(), seconds=round(time.perf_counter() - self.clock, 1), metrics=metrics)
+    def done(self, metrics: dict, log_history: list[dict]) -> dict:
+        self.info.update(finished=now(), seconds=round(time.perf_counter() - self.clock, 1), metrics=metrics,
+                         log_history=log_history)
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write(self.out / "cai_train.json", lambda f: json.dump(self.info, f, indent=2, default=str))
         return self.info

@@ -85,7 +85,7 @@ def train_pm(data: Path, model: str, out: Path, loss: str = "soft", config_file:
                           data_collator=collator, peft_config=lora_config(lora, "SEQ_CLS"))
     result = trainer.train()
     save(trainer.model, tokenizer, out)
-    return record.done(result.metrics)
+    return record.done(result.metrics, trainer.state.log_history)
 
 
 def eval_pm(model: str, pairs_file: Path, chosen_field: str = "chosen", rejected_field: str = "rejected",
@@ -138,4 +138,4 @@ def train_dpo(data: Path, model: str, out: Path, config_file: Path | None = None
                          train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(lora, "CAUSAL_LM"))
     result = trainer.train()
     save(trainer.model, tokenizer, out)
-    return record.done(result.metrics)
+    return record.done(result.metrics, trainer.state.log_history)

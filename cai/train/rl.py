@@ -116,4 +116,4 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
     save(getattr(model, "policy", model), tokenizer, out)  # PPO's model wraps policy and value model
     # PPOTrainer.train returns nothing: keep its last logged metrics instead.
     metrics = result.metrics if result is not None else (trainer.state.log_history or [{}])[-1]
-    return record.done(metrics)
+    return record.done(metrics, trainer.state.log_history)

@@ -34,4 +34,4 @@ def train_sft(data: Path, model: str, out: Path, config_file: Path | None = None
     )
     result = trainer.train()
     save(trainer.model, tokenizer, out)
-    return record.done(result.metrics)
+    return record.done(result.metrics, trainer.state.log_history)
