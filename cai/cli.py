@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -146,6 +147,8 @@ def constitution_check(path: Path):
     out.print(f"[green]ok[/green] {path}: {c.name} (version {c.version})")
     out.print(f"  critique_revision: {len(c.critique_revision)} principles: {', '.join(p.id for p in c.critique_revision)}")
     out.print(f"  preference:        {len(c.preference)} principles: {', '.join(p.id for p in c.preference)}")
+    tags = Counter(tag for p in c.preference for tag in p.tags)
+    out.print(f"  tags:              {', '.join(f'{t} {n}' for t, n in tags.items()) or 'none'}")
     out.print(f"  few-shot examples: {len(c.critique_examples)} critique/revision, {len(c.preference_examples)} preference")
     out.print(f"  sha256: {loaded.sha256}")
     if not c.preference:

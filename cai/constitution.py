@@ -6,17 +6,28 @@ sha256 of its bytes (recorded in every output row), or raises InvalidFile listin
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from cai.errors import CaiError
 from cai.inputs import sha256_of
 from cai.records import Message
 from cai.yaml_errors import InvalidFile, Problem, line_of, load_yaml, validation_problems
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", value):
+        raise ValueError(f"a tag is a lowercase identifier such as 'harmless' (a-z, 0-9, '-', '_'), not {value!r}")
+    return value
+
+
+Tag = Annotated[str, AfterValidator(_tag)]
 
 
 class Strict(BaseModel):
@@ -34,6 +45,7 @@ class PreferencePrinciple(Strict):
     id: Text
     question: Text
     weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    tags: list[Tag] = Field([], description="groups this question scores, e.g. harmless, helpful")
 
 
 class ExampleStep(Strict):
@@ -73,6 +85,18 @@ class Constitution(Strict):
     few_shot: FewShot = FewShot()
     critique_revision: list[CritiqueRevisionPrinciple] = Field(min_length=1)
     preference: list[PreferencePrinciple] = []
+
+    def principles_by_tag(self, tags: list[str]) -> dict[str, list[PreferencePrinciple]]:
+        """The preference principles carrying each tag, in the order asked; an unknown tag is an error."""
+        found = {tag: [p for p in self.preference if tag in p.tags] for tag in tags}
+        unknown = [tag for tag, principles in found.items() if not principles]
+        if unknown:
+            known = sorted({tag for p in self.preference for tag in p.tags})
+            raise CaiError(
+                f"no preference principle is tagged {', '.join(map(repr, unknown))}; "
+                f"this constitution's tags: {', '.join(known) or 'none'}"
+            )
+        return found
 
     @property
     def critique_examples(self) -> list[CritiqueExample]:

@@ -12,6 +12,7 @@ import math
 
 from cai.constitution import PreferenceExample
 from cai.dialogue import Style, Turn, render
+from cai.engine import Engine, Failed
 from cai.records import Judgement, Message
 from cai.transcript import messages_to_transcript
 
@@ -52,6 +53,13 @@ def few_shot_turns(examples: list[PreferenceExample], question: str) -> list[Tur
     return turns
 
 
+def ask_turns(
+    examples: list[PreferenceExample], conversation: list[Message], question: str, first: str, second: str
+) -> list[Turn]:
+    """One judgement's dialogue: the worked examples under the same question, then this question."""
+    return few_shot_turns(examples, question) + [("Human", question_text(conversation, question, first, second))]
+
+
 def judge_prompt(turns: list[Turn], style: Style, answer_prefix: str) -> list[Message] | str:
     """A prompt whose answer starts with `answer_prefix`, the text the judge continues."""
     if style is Style.chat:
@@ -63,6 +71,12 @@ def p_first(logprobs: list[float]) -> float:
     """P(A) normalised over the two options (a softmax over their log-probabilities)."""
     a, b = logprobs
     return 1.0 / (1.0 + math.exp(b - a))
+
+
+def option_probabilities(engine: Engine, prompts: list[list[Message] | str]) -> list[float | Failed]:
+    """p_first for each judge prompt (each ending in ANSWER_PREFIX): ONE call of prefills."""
+    option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
+    return [s if isinstance(s, Failed) else p_first(s) for s in engine.option_logprobs(prompts, option_ids)]
 
 
 def clamp(p: float, bounds: tuple[float, float] | None) -> float:

@@ -127,4 +127,29 @@ class PreferenceRecord(BaseModel):
     judgements: list[Judgement]
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance
+<<<<<<< HEAD
     flags: list[str] = Field([], description="every flag that either answer carries")
+=======
+
+
+class PolicyAnswers(BaseModel):
+    """One prompt and every policy's answer to it (policy name → text), for the judge to compare."""
+
+    id: str
+    prompt: list[Message]
+    answers: dict[str, str]
+
+
+class ComparisonRecord(BaseModel):
+    """A row of `comparisons.jsonl`: one judgement of two policies' answers to one prompt, under
+    one principle of one tag, in one order (`policies[0]` is shown as (A) in order AB)."""
+
+    id: str = Field(description="the prompt's id")
+    policies: tuple[str, str]
+    tag: str
+    principle_id: str
+    order: Literal["AB", "BA"]
+    p_first: float = Field(description="the judge's probability for the answer it saw as (A)")
+    tie: bool = Field(description="identical answers: the judge is not asked, p_first = 0.5")
+    provenance: Provenance
+>>>>>>> policyeval

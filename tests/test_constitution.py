@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from cai.cli import app
 from cai.constitution import load_constitution
+from cai.errors import CaiError
 from cai.yaml_errors import InvalidFile
 from cai.data import DEFAULT_CONSTITUTION
 
@@ -88,8 +89,40 @@ def test_check_command_exit_codes(tmp_path):
     ok = runner.invoke(app, ["constitution", "check", str(DEFAULT_CONSTITUTION)])
     assert ok.exit_code == 0, ok.output
     assert "14 principles" in ok.output
+    assert "tags:              harmless 13, helpful 10" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("critique_revision:\n  - id: a\n    critique: c\n")
     result = runner.invoke(app, ["constitution", "check", str(bad)])
     assert result.exit_code == 1
     assert "missing key 'revision'" in result.output
+
+
+def test_tags_select_the_principles_of_each_group(default_constitution):
+    c = default_constitution.constitution
+    by_tag = c.principles_by_tag(["harmless", "helpful"])
+    assert list(by_tag) == ["harmless", "helpful"]
+    harmless, helpful = ({p.id for p in ps} for ps in by_tag.values())
+    assert {"no-violence", "privacy", "less-harmful"} <= harmless
+    assert {"does-what-was-asked", "informative", "not-evasive"} <= helpful
+    assert "not-evasive" not in harmless and "no-violence" not in helpful
+    assert harmless | helpful == {p.id for p in c.preference}  # every question scores something
+    assert all(tag in p.tags for tag, ps in by_tag.items() for p in ps)
+    with pytest.raises(CaiError, match="no preference principle is tagged 'honesty'.*tags: harmless, helpful"):
+        c.principles_by_tag(["helpful", "honesty"])
+
+
+def test_a_tag_must_be_a_lowercase_identifier(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """\
+critique_revision:
+  - {id: a, critique: c, revision: r}
+preference:
+  - id: p
+    question: q
+    tags: [helpful, Not Harmful]
+""",
+    )
+    assert len(problems) == 1
+    assert "c.yaml:6: preference.0.tags.1:" in problems[0] and "lowercase identifier" in problems[0]
+    assert "'Not Harmful'" in problems[0]

@@ -15,17 +15,7 @@ from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution, PreferencePrinciple
 from cai.dialogue import Style
 from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.judge import (
-    ANSWER_PREFIX,
-    COT_PREFIX,
-    OPTIONS,
-    few_shot_turns,
-    judge_prompt,
-    margin,
-    p_first,
-    p_x_better,
-    question_text,
-)
+from cai.judge import ANSWER_PREFIX, COT_PREFIX, ask_turns, judge_prompt, margin, option_probabilities, p_x_better
 from cai.principles import draw_distinct, rng_for
 from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
 from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
@@ -97,8 +87,7 @@ def _asks(pairs: list[_Pair], constitution: LoadedConstitution, config: LabelCon
                 orders = [rng_for(config.seed, pair.id, principle.id, "order").choice(["AB", "BA"])]
             for order in orders:
                 first, second = (x, y) if order == "AB" else (y, x)
-                question = question_text(pair.sample.prompt, principle.question, first, second)
-                turns = few_shot_turns(c.preference_examples, principle.question) + [("Human", question)]
+                turns = ask_turns(c.preference_examples, pair.sample.prompt, principle.question, first, second)
                 asks.append(_Ask(n, principle, order, turns))
     return asks
 
@@ -122,7 +111,6 @@ def _reasoning(asks: list[_Ask], pairs: list[_Pair], engine: Engine, config: Lab
 def _judgements(asks: list[_Ask], reasoning: list, engine: Engine, config: LabelConfig) -> list[Judgement | Failed]:
     """Every ask's label from the option-token probabilities: ONE call of prefills."""
     engine.step(f"judge: {len(asks)} judgements")
-    option_ids = engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
     ready = [i for i, r in enumerate(reasoning) if not isinstance(r, Failed)]
     prompts = [
         judge_prompt(asks[i].turns, config.style,
@@ -130,10 +118,10 @@ def _judgements(asks: list[_Ask], reasoning: list, engine: Engine, config: Label
         for i in ready
     ]
     judgements: list = list(reasoning)  # a Failed reasoning stays Failed; the rest is filled in
-    for i, logprobs in zip(ready, engine.option_logprobs(prompts, option_ids)):
+    for i, p in zip(ready, option_probabilities(engine, prompts)):
         a = asks[i]
-        judgements[i] = logprobs if isinstance(logprobs, Failed) else Judgement(
-            principle_id=a.principle.id, order=a.order, p_first=p_first(logprobs), reasoning=reasoning[i]
+        judgements[i] = p if isinstance(p, Failed) else Judgement(
+            principle_id=a.principle.id, order=a.order, p_first=p, reasoning=reasoning[i]
         )
     return judgements
 
