@@ -127,9 +127,7 @@ class PreferenceRecord(BaseModel):
     judgements: list[Judgement]
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance
-<<<<<<< HEAD
     flags: list[str] = Field([], description="every flag that either answer carries")
-=======
 
 
 class PolicyAnswers(BaseModel):
@@ -152,4 +150,3 @@ class ComparisonRecord(BaseModel):
     p_first: float = Field(description="the judge's probability for the answer it saw as (A)")
     tie: bool = Field(description="identical answers: the judge is not asked, p_first = 0.5")
     provenance: Provenance
->>>>>>> policyeval
