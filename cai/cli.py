@@ -149,6 +149,7 @@ def constitution_check(path: Path):
     out.print(f"  preference:        {len(c.preference)} principles: {', '.join(p.id for p in c.preference)}")
     tags = Counter(tag for p in c.preference for tag in p.tags)
     out.print(f"  tags:              {', '.join(f'{t} {n}' for t, n in tags.items()) or 'none'}")
+    out.print(f"  rules:             {len(c.rules)} rules: {', '.join(r.id for r in c.rules)}")
     out.print(f"  few-shot examples: {len(c.critique_examples)} critique/revision, {len(c.preference_examples)} preference")
     out.print(f"  sha256: {loaded.sha256}")
     if not c.preference:
@@ -436,14 +437,17 @@ def train_ppo(
     batch_size: BatchSize = None,
     lora: Lora = False,
     set_: Sets = None,
+    rule_model: Annotated[Optional[str], typer.Option(help="A rule model (cai train rules) added to the reward; rloo and grpo only.")] = None,
+    rule_weight: Annotated[float, typer.Option(min=0.0, help="β in R = R_pref + β·R_rules.")] = 1.0,
 ):
-    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO)."""
+    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO, optionally plus rule models)."""
     from cai.train.rl import train_rl
 
     overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
     if algo == "ppo" and overrides.pop("max_steps") is not None:
         raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
-    _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora), out_dir)
+    _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
+                      rule_model, rule_weight), out_dir)
 
 
 @eval_app.command("pm")
@@ -543,6 +547,66 @@ def report(
     from cai.report import write_report  # matplotlib loads only for this command
 
     out.print(f"report: {write_report(run, output, include or [], examples)}")
+# -- rules: export the judge's rule scores, train and evaluate rule models ---------------------
+
+
+@export_app.command("rules")
+def export_rules(
+    run: RunOpt,
+    constitution: Annotated[Path, typer.Option(help="The constitution `cai rules` used (for the rule texts).")] = DEFAULT_CONSTITUTION,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/rules.jsonl.")] = None,
+    heldout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of prompts held back into *_heldout.jsonl.")] = 0.0,
+    seed: Seed = 0,
+):
+    """Write the rule classifier's data set from RUN/rule_scores.jsonl: one row per response and rule."""
+    from cai.rules_data import export_rules as run_export
+
+    info = run_export(RunDir(run), load_constitution(constitution), output, heldout, seed)
+    out.print(f"export rules: {info['rows_in']} scored responses → {info['rows_out']} rows in {info['output']}")
+    if heldout:
+        out.print(f"export rules: {info['heldout_rows']} rows held back in {info['heldout_output']}")
+
+
+@train_app.command("rules")
+def train_rules(
+    data: Annotated[Path, typer.Option(help="The rule set (cai export rules).")],
+    model: Model,
+    out_dir: Out,
+    max_length: Annotated[int, typer.Option(min=16, help="Most tokens per input (cut from the left).")] = 1024,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose keys are TrainingArguments fields.")] = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any other TrainingArguments field: KEY=VALUE (repeatable).")] = None,
+):
+    """Train one rule model (a classifier of rule + conversation) on the judge's soft labels."""
+    from cai.train.rules import train_rules as run_training
+
+    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+    _trained(run_training(data, model, out_dir, config, overrides, lora, max_length), out_dir)
+
+
+@eval_app.command("rules")
+@with_options(JUDGE_ENGINE)
+def eval_rules(
+    data: Annotated[Path, typer.Option(help="Labelled rows: prompt, completion, rule, label (e.g. cai export rules --heldout).")],
+    judge_engine: EngineConfig,
+    model: Annotated[Optional[str], typer.Option(help="The rule model to measure (or --judge-model, to measure the judge).")] = None,
+    style: StyleOpt = Style.chat,
+    limit: Limit = None,
+):
+    """Agreement (p > 0.5 on the label's side) and calibration (ECE) of a rule model or the judge, as JSON."""
+    from cai.train.rules import eval_judge_rules, eval_rules as run_eval
+
+    if (model is None) == (judge_engine.model is None):
+        raise CaiError("give one of --model (a rule model) or --judge-model (the judge)")
+    if model is not None:
+        summary = run_eval(model, data, limit)
+    else:
+        summary = eval_judge_rules(data, judge_engine.open(), style, limit)
+    print(json.dumps(summary, indent=2))
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The constitution: principles for critiques and for the AI judge, validated by pydantic.
+"""The constitution: principles for critiques and for the AI judge, and rules, validated by pydantic.
 
 Users edit a YAML file; `load_constitution` returns it with its few-shot examples resolved and the
 sha256 of its bytes (recorded in every output row), or raises InvalidFile listing every problem.
@@ -48,6 +48,14 @@ class PreferencePrinciple(Strict):
     tags: list[Tag] = Field([], description="groups this question scores, e.g. harmless, helpful")
 
 
+class Rule(Strict):
+    """A statement a single response follows or breaks, judged on its own (Sparrow's rules)."""
+
+    id: Text
+    rule: Text
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+
+
 class ExampleStep(Strict):
     critique_request: Text
     critique: Text
@@ -85,6 +93,7 @@ class Constitution(Strict):
     few_shot: FewShot = FewShot()
     critique_revision: list[CritiqueRevisionPrinciple] = Field(min_length=1)
     preference: list[PreferencePrinciple] = []
+    rules: list[Rule] = []
 
     def principles_by_tag(self, tags: list[str]) -> dict[str, list[PreferencePrinciple]]:
         """The preference principles carrying each tag, in the order asked; an unknown tag is an error."""
@@ -154,7 +163,7 @@ def _load_examples(file: Path, item_type: type[BaseModel]) -> list:
 
 def _duplicate_ids(data: dict, file: str, node) -> list[Problem]:
     problems = []
-    for section in ("critique_revision", "preference"):
+    for section in ("critique_revision", "preference", "rules"):
         items = data.get(section)
         if not isinstance(items, list):
             continue

@@ -4,6 +4,9 @@ The judge sees a conversation, a principle's question and two answers as options
 label is its own next-token probabilities of the letters after a fixed answer prefix, normalised
 over the two: one prefill per judgement, no text to parse. Asking in both orders and averaging
 cancels the judge's position bias; several principles per pair make the paper's ensemble.
+
+A rule is judged the same way, one response at a time: "does it follow the rule?" with Yes and No
+as the options, Yes shown as (A) in order AB and as (B) in order BA.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 from cai.constitution import PreferenceExample
 from cai.dialogue import Style, Turn, render
 from cai.engine import Engine, Failed
-from cai.records import Judgement, Message
+from cai.records import Judgement, Message, RuleJudgement
 from cai.transcript import messages_to_transcript
 
 ANSWER_PREFIX = "The answer is: ("
@@ -29,14 +32,34 @@ def _quote(text: str) -> str:
     return text
 
 
-def question_text(conversation: list[Message], question: str, first: str, second: str) -> str:
-    """The judge's question; every piece of data sits between delimiters."""
+def _conversation(conversation: list[Message]) -> str:
     return (
         "Consider the following conversation between a human and an assistant:\n"
         f"<conversation>\n{_quote(messages_to_transcript(conversation).strip())}\n</conversation>\n\n"
-        f"{question}\n\nOptions:\n"
-        f"(A) <response>\n{_quote(first)}\n</response>\n"
-        f"(B) <response>\n{_quote(second)}\n</response>\n\n"
+    )
+
+
+def _response(text: str) -> str:
+    return f"<response>\n{_quote(text)}\n</response>"
+
+
+def question_text(conversation: list[Message], question: str, first: str, second: str) -> str:
+    """The judge's question; every piece of data sits between delimiters."""
+    return (
+        f"{_conversation(conversation)}{question}\n\nOptions:\n"
+        f"(A) {_response(first)}\n"
+        f"(B) {_response(second)}\n\n"
+        "Answer with (A) or (B)."
+    )
+
+
+def rule_question_text(conversation: list[Message], response: str, rule: str, order: str) -> str:
+    """Does `response` follow `rule`? Yes is option (A) in order AB, (B) in order BA."""
+    first, second = ("Yes", "No") if order == "AB" else ("No", "Yes")
+    return (
+        f"{_conversation(conversation)}The assistant's reply:\n{_response(response)}\n\n"
+        f"Rule: {_quote(rule)}\nDoes the assistant's reply follow this rule?\n\n"
+        f"Options:\n(A) {first}\n(B) {second}\n\n"
         "Answer with (A) or (B)."
     )
 
@@ -83,9 +106,10 @@ def clamp(p: float, bounds: tuple[float, float] | None) -> float:
     return p if bounds is None else min(max(p, bounds[0]), bounds[1])
 
 
-def p_x_better(judgements: list[Judgement], bounds: tuple[float, float] | None = None) -> float:
+def p_x_better(judgements: list[Judgement] | list[RuleJudgement], bounds: tuple[float, float] | None = None) -> float:
     """Debiased probability that x (shown as A in order AB, as B in BA) is the better answer:
-    the mean of p_first(AB) and 1 - p_first(BA) over every judgement, each clamped to `bounds`."""
+    the mean of p_first(AB) and 1 - p_first(BA) over every judgement, each clamped to `bounds`.
+    For a rule's judgements, x is Yes: this is p_follows."""
     values = [
         clamp(j.p_first, bounds) if j.order == "AB" else 1.0 - clamp(j.p_first, bounds) for j in judgements
     ]

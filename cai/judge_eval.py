@@ -1,7 +1,8 @@
 """How good is a judge? Its soft labels against pairs whose better answer humans chose.
 
 Every pair is labelled with the human's choice as x (shown first in order AB), so p_x_better is
-the judge's debiased probability for the human's choice.
+the judge's debiased probability for the human's choice. `summarize_binary` does the same for
+yes/no probabilities (rule models, or the judge on rules) against labelled rows.
 """
 
 from __future__ import annotations
@@ -65,3 +66,25 @@ def summarize(pairs: list[list[Judgement]], bounds: tuple[float, float] | None =
         "ece": round(ece, 4) if ece is not None else None,
         "judgements": len(all_judgements),
     }
+
+
+def summarize_binary(p: list[float], labels: list[float], groups: list[str] | None = None, bins: int = 10) -> dict:
+    """Probabilities `p` (a rule model's or a judge's) against labels (soft or hard): agreement
+    on which side of 0.5 each falls, and calibration; with `groups` (e.g. rule ids), per group too."""
+    agree = [a if b > 0.5 else 1 - a for a, b in zip(p, labels)]  # p of the label's side
+    hits = [correct(a) for a in agree]
+    _, ece = calibration(agree, bins)
+
+    def share(values):
+        return round(sum(values) / len(values), 4) if values else None
+
+    summary = {"n": len(p), "accuracy": share(hits), "mean_confidence": share([max(a, 1 - a) for a in p]),
+               "ece": round(ece, 4) if ece is not None else None, "positive_rate": share([a > 0.5 for a in p]),
+               "label_positive_rate": share([b > 0.5 for b in labels])}
+    if groups is not None:
+        members = defaultdict(list)
+        for i, g in enumerate(groups):
+            members[g].append(i)
+        summary["by_group"] = {g: {"n": len(ix), "accuracy": share([hits[i] for i in ix])}
+                               for g, ix in sorted(members.items())}
+    return summary

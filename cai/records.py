@@ -150,3 +150,37 @@ class ComparisonRecord(BaseModel):
     p_first: float = Field(description="the judge's probability for the answer it saw as (A)")
     tie: bool = Field(description="identical answers: the judge is not asked, p_first = 0.5")
     provenance: Provenance
+
+
+class RuleJudgement(BaseModel):
+    """One question to the judge: does the response follow the rule? Options Yes and No, in `order`."""
+
+    rule_id: str
+    order: Literal["AB", "BA"] = Field(description="AB: (A) Yes, (B) No; BA: (A) No, (B) Yes")
+    p_first: float = Field(description="the judge's probability for the option it saw as (A)")
+
+
+class RuleScoreRecord(BaseModel):
+    """A row of `rule_scores.jsonl`: one response judged against every rule of the constitution."""
+
+    id: str = Field(description="the id of the input row (prompt) the response answers")
+    response_index: int = Field(description="which of the row's responses (0 for responses and revisions)")
+    prompt: list[Message]
+    response: str
+    scores: dict[str, float] = Field(description="rule id -> p_follows, debiased over both orders")
+    judgements: list[RuleJudgement]
+    score: float = Field(description="the mean of `scores` weighted by the rules' weights")
+    provenance: Provenance
+
+
+class RuleRow(BaseModel):
+    """A row of the rule classifier's data set (`cai export rules`): one response and one rule."""
+
+    prompt: list[Message]
+    completion: list[Message]
+    rule_id: str
+    rule: str
+    weight: float = 1.0
+    label: float = Field(description="the judge's p_follows: a soft label in [0, 1]")
+    id: str | None = None
+    response_index: int | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import stage_runs
 from cai.errors import CaiError
 from cai.judge import p_x_better
 from cai.judge_eval import calibration, summarize
@@ -297,7 +298,7 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution):
+def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution, tiny):
     """The tiny model through generate, critique, sample, label and eval judge: the report reads
     what the stages really write (their rows and manifest), not only the hand-written rows above."""
     from cai import jobs
@@ -310,12 +311,12 @@ def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution):
 
     run = RunDir(tmp_path / "run")
     sampling = SamplingConfig(temperature=1.0, max_tokens=12)
-    jobs.generate(run, DEMO_PROMPTS, engine, GenerateConfig("tiny", sampling=sampling), limit=4)
-    jobs.critique(run, engine, default_constitution, CritiqueConfig("tiny", rounds=2, sampling=sampling))
-    jobs.generate(run, DEMO_PROMPTS, engine, GenerateConfig("tiny", sampling=sampling, n=2), limit=4, stage="sample")
-    jobs.label(run, engine, default_constitution, LabelConfig("tiny", principles_per_pair=2))
+    stage_runs.generate(run, DEMO_PROMPTS, tiny, GenerateConfig("tiny", sampling=sampling), limit=4)
+    stage_runs.critique(run, tiny, default_constitution, CritiqueConfig("tiny", rounds=2, sampling=sampling))
+    stage_runs.generate(run, DEMO_PROMPTS, tiny, GenerateConfig("tiny", sampling=sampling, n=2), limit=4, stage="sample")
+    stage_runs.label(run, tiny, default_constitution, LabelConfig("tiny", principles_per_pair=2, keep_flagged=True))
     pairs = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
-    jobs.eval_judge(pairs, run.path / "eval-judge", engine, default_constitution, LabelConfig("tiny"), limit=6)
+    stage_runs.eval_judge(pairs, run.path / "eval-judge", tiny, default_constitution, LabelConfig("tiny", keep_flagged=True), limit=6)
 
     html = write_report(run.path).read_text()
     for section in ("manifest", "sl-cai", "rl-cai", "eval-judge", "quality"):

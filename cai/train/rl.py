@@ -2,7 +2,9 @@
 
 `ppo` is TRL's PPOTrainer (from trl.experimental.ppo, TRL 1.12) with a value model started from the
 preference model; `rloo` and `grpo` are TRL's trainers of those names with the preference model as
-the reward function.
+the reward function. With a rule model (`cai train rules`), RLOO and GRPO get a second reward
+function, the rule model's weighted log-odds, weighted by β: R = R_pref + β·R_rules, each part
+logged by TRL on its own (`rewards/<PM folder>/*`, `rewards/rules/*`).
 """
 
 from __future__ import annotations
@@ -60,13 +62,17 @@ def _prompts(prompts: Path, limit: int | None) -> list[list[dict]]:
 
 def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str = "ppo",
              kl_coef: float | None = None, limit: int | None = None, config_file: Path | None = None,
-             overrides: dict | None = None, lora: bool = False) -> dict:
+             overrides: dict | None = None, lora: bool = False, rule_model: str | None = None,
+             rule_weight: float = 1.0) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if algo not in ALGOS:
         raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")
+    if rule_model is not None and algo == "ppo":
+        raise CaiError("PPO takes one reward model, so --rule-model cannot be combined with it: "
+                       "use --algo rloo or --algo grpo")
     policy_path, reward_path = model_path(policy), model_path(reward_model)
     tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
     reward_tokenizer = AutoTokenizer.from_pretrained(reward_path)
@@ -81,6 +87,7 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
         return net
 
     overrides = dict(overrides or {})
+    extra = {"reward_model": reward_model, "lora": lora}
     if algo == "ppo":
         from trl.experimental.ppo import PPOConfig, PPOTrainer
 
@@ -100,20 +107,34 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
         )
     else:
         Config, Trainer = _online_trainer(algo)
+        reward_funcs, processing = [reward_net()], [reward_tokenizer]
+        if rule_model is not None:
+            from cai.train.rules import RuleReward
+
+            rules = RuleReward(rule_model)
+            reward_funcs.append(rules)
+            processing.append(None)
+            overrides["reward_weights"] = [1.0, rule_weight]
+            extra.update(rule_model=rule_model, rule_weight=rule_weight, rules=rules.rules)
         config = build_config(Config, out, config_file, {"beta": kl_coef, **overrides})
         trainer = Trainer(
             model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),
-            reward_funcs=reward_net(),
+            reward_funcs=reward_funcs,
             args=config,
             train_dataset=Dataset.from_dict({"prompt": conversations}),
             processing_class=tokenizer,
-            reward_processing_classes=reward_tokenizer,
+            reward_processing_classes=processing,
             peft_config=lora_config(lora, "CAUSAL_LM"),
         )
-    record = Record(out, algo, prompts, policy, config, {"reward_model": reward_model, "lora": lora})
+    record = Record(out, algo, prompts, policy, config, extra)
     result = trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     save(getattr(model, "policy", model), tokenizer, out)  # PPO's model wraps policy and value model
     # PPOTrainer.train returns nothing: keep its last logged metrics instead.
     metrics = result.metrics if result is not None else (trainer.state.log_history or [{}])[-1]
+    if algo != "ppo":  # each reward part per logged step, so a user sees which one moved
+        record.info["reward_history"] = [
+            {k: v for k, v in entry.items() if k == "step" or k.startswith(("reward", "rules/"))}
+            for entry in trainer.state.log_history if "reward" in entry
+        ]
     return record.done(metrics, trainer.state.log_history)
