@@ -449,9 +449,14 @@ def export_prefs(
     run: RunOpt,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/prefs.jsonl.")] = None,
     min_confidence: Annotated[float, typer.Option(min=0.5, max=1.0, help="Keep pairs with p_chosen at least this.")] = 0.5,
+    mix: Annotated[Optional[Path], typer.Option(help="Human-labelled pairs to blend in (hh-rlhf chosen/rejected, or prompt/chosen/rejected).")] = None,
+    mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
+    seed: Seed = 0,
 ):
     """Write the preference set for TRL's RewardTrainer and DPOTrainer."""
-    _report([jobs.export_prefs(RunDir(run), output, min_confidence)])
+    pairs = _human_pairs(mix) if mix else None  # read first: a bad --mix file stops before any writing
+    report = jobs.export_prefs(RunDir(run), output, min_confidence)
+    _report([_mix_prefs(RunDir(run), report, mix, pairs, mix_ratio, seed) if mix else report])
 
 
 @export_app.command("sft")
@@ -488,6 +493,38 @@ def demo(
     ]
     _report(reports)
     out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
+
+
+# --- `cai export prefs --mix`: human-labelled pairs blended into the AI-labelled preference set ----
+
+
+def _human_pairs(mix: Path) -> list:
+    from cai.inputs import load_pairs
+
+    pairs, problems = load_pairs(mix, stage="export_prefs")
+    for p in problems:
+        logging.getLogger("cai").warning("%s:%s: %s", mix, p.line, p.reason)
+    if not pairs:
+        raise CaiError(f"{mix}: no usable pairs to mix in")
+    return pairs
+
+
+def _mix_prefs(run: RunDir, report: jobs.JobReport, mix: Path, pairs: list, ratio: float, seed: int) -> jobs.JobReport:
+    """Rewrite the exported preference set with human pairs from `mix` making up `ratio` of it."""
+    from cai.export import mix_prefs
+    from cai.inputs import sha256_of
+    from cai.records import PreferenceRecord
+    from cai.run import now, read_jsonl, write_jsonl
+
+    rows, added = mix_prefs(read_jsonl(report.output, PreferenceRecord), pairs, ratio, seed)
+    write_jsonl(report.output, rows)
+    run.record_stage(
+        "export_prefs_mix",
+        {"output": str(report.output), "mix": str(mix), "mix_sha256": sha256_of(mix), "mix_ratio": ratio,
+         "seed": seed, "human_rows": added, "rows_out": len(rows), "finished": now()},
+    )
+    notes = report.notes + [f"mixed in {added} human-labelled pairs from {mix} ({added / max(len(rows), 1):.0%} of the rows)"]
+    return jobs.JobReport(report.stage, report.rows_in, len(rows), report.output, notes=notes)
 
 
 def main() -> None:

@@ -110,3 +110,25 @@ class PreferenceRecord(BaseModel):
     judgements: list[Judgement]
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance
+    source: Literal["ai", "human"] = Field("ai", description="who labelled the pair: the AI judge or people")
+
+
+class RedTeamSlot(BaseModel):
+    """One red-team prompt to write: its index and the seed prompts drawn to show for it."""
+
+    index: int
+    seed_ids: list[str]
+    seed_prompts: list[str]
+
+    @property
+    def id(self) -> str:
+        return f"redteam-{self.index}"
+
+
+class RedTeamPrompt(BaseModel):
+    """A row of `prompts.jsonl` from `cai redteam expand`: a new red-team prompt, and the seeds shown."""
+
+    id: str
+    prompt: str = Field(description="the text; `cai generate` and `cai sample` read it as the user's turn")
+    seed_ids: list[str] = Field(description="ids of the seed prompts in the few-shot prompt, in order")
+    provenance: Provenance
