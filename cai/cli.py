@@ -489,9 +489,14 @@ def export_prefs(
     min_confidence: Annotated[float, typer.Option(min=0.5, max=1.0, help="Keep pairs with p_chosen at least this.")] = 0.5,
     drop_flags: DropFlags = ",".join(DEFAULT_DROP),
     keep_flagged: KeepFlagged = False,
+    mix: Annotated[Optional[Path], typer.Option(help="Human-labelled pairs to blend in (hh-rlhf chosen/rejected, or prompt/chosen/rejected).")] = None,
+    mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
+    seed: Seed = 0,
 ):
-    """Write the preference set for TRL's RewardTrainer and DPOTrainer."""
-    _report([jobs.export_prefs(RunDir(run), output, min_confidence, parse_flags(drop_flags), keep_flagged)])
+    """Write the preference set for TRL's RewardTrainer and DPOTrainer (AI labels, plus human ones with --mix)."""
+    report = jobs.export_prefs(RunDir(run), output, min_confidence, parse_flags(drop_flags), keep_flagged,
+                               mix, mix_ratio if mix else 0.0, seed)
+    _report([report])
 
 
 @export_app.command("sft")
@@ -547,6 +552,8 @@ def report(
     from cai.report import write_report  # matplotlib loads only for this command
 
     out.print(f"report: {write_report(run, output, include or [], examples)}")
+
+
 # -- rules: export the judge's rule scores, train and evaluate rule models ---------------------
 
 

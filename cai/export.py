@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from cai.errors import CaiError
+from cai.judge import margin
 from cai.quality import DEFAULT_DROP, union
-from cai.records import Message, PreferenceRecord, RevisionRecord, SftRow
+from cai.records import Message, PreferenceRecord, PromptRow, Provenance, RevisionRecord, SftRow
 
 R = TypeVar("R")
 
@@ -91,18 +92,59 @@ def filter_prefs(
     return result
 
 
-def mix_in(
-    rows: list[SftRow], conversations: list[list[Message]], ratio: float, seed: int = 0
-) -> tuple[list[SftRow], int]:
-    """Blend helpful conversations in so that they make up `ratio` of the result, then shuffle.
+def blend(rows: list[R], pool: list[R], ratio: float, seed: int = 0) -> tuple[list[R], int]:
+    """`rows` plus rows drawn from `pool` so that those make up `ratio` of the result, shuffled.
 
-    Returns the rows and how many conversations were added (fewer if the file ran short).
+    Seeded, so the same inputs give the same file. Returns the rows and how many were drawn from
+    `pool` (fewer than the ratio asks if the pool runs short).
     """
     if not 0 <= ratio < 1:
         raise CaiError("--mix-ratio must be at least 0 and below 1")
     rng = random.Random(seed)
     wanted = round(len(rows) * ratio / (1 - ratio))
-    picked = rng.sample(conversations, min(wanted, len(conversations)))
-    mixed = rows + [SftRow(messages=conversation, source="mix") for conversation in picked]
+    picked = rng.sample(pool, min(wanted, len(pool)))
+    mixed = rows + picked
     rng.shuffle(mixed)
     return mixed, len(picked)
+
+
+def mix_in(
+    rows: list[SftRow], conversations: list[list[Message]], ratio: float, seed: int = 0
+) -> tuple[list[SftRow], int]:
+    """Blend helpful conversations in so that they make up `ratio` of the SFT set."""
+    return blend(rows, [SftRow(messages=conversation, source="mix") for conversation in conversations], ratio, seed)
+
+
+# A human label is certain (p_chosen 1.0), whose logit is infinite; its margin is the largest an AI
+# label can have (`judge.margin` clamps p to 1 - 1e-6: about 13.8), so that a human pair weighs as
+# much as the AI judge's most confident one in TRL's margin loss.
+HUMAN_MARGIN = margin(1.0)
+HUMAN = Provenance(model="human", sampling={}, style="")
+
+
+def human_preferences(pairs: list[tuple[PromptRow, str, str]]) -> list[PreferenceRecord]:
+    """Pairs people labelled (`load_pairs`) as hard-labelled preference rows; identical answers left out."""
+    return [
+        PreferenceRecord(
+            id=row.id,
+            prompt=row.prompt,
+            chosen=[Message(role="assistant", content=chosen)],
+            rejected=[Message(role="assistant", content=rejected)],
+            p_chosen=1.0,
+            margin=HUMAN_MARGIN,
+            judgements=[],
+            pair=(0, 1),
+            provenance=HUMAN,
+            source="human",
+        )
+        for row, chosen, rejected in pairs
+        if chosen.strip() != rejected.strip()
+    ]
+
+
+def mix_prefs(
+    records: list[PreferenceRecord], pairs: list[tuple[PromptRow, str, str]], ratio: float, seed: int = 0
+) -> tuple[list[PreferenceRecord], int]:
+    """Blend human-labelled pairs in so that they make up `ratio` of the preference set, as the paper
+    trained its preference model: harmlessness from AI labels, helpfulness from human ones."""
+    return blend(records, human_preferences(pairs), ratio, seed)

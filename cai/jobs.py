@@ -20,8 +20,8 @@ from cai.constitution import LoadedConstitution
 from cai.engine import Engine
 from cai.engine_config import EngineConfig
 from cai.errors import CaiError
-from cai.export import filter_prefs, mix_in, sft_rows
-from cai.inputs import load_conversations
+from cai.export import filter_prefs, mix_in, mix_prefs, sft_rows
+from cai.inputs import load_conversations, load_pairs, sha256_of
 from cai.judge import p_x_better
 from cai.judge_eval import summarize
 from cai.quality import DEFAULT_DROP
@@ -172,19 +172,36 @@ def export_sft(
 
 
 def export_prefs(run: RunDir, output: Path | None = None, min_confidence: float = 0.5,
-                 drop_flags: tuple[str, ...] = DEFAULT_DROP, keep_flagged: bool = False) -> JobReport:
+                 drop_flags: tuple[str, ...] = DEFAULT_DROP, keep_flagged: bool = False,
+                 mix: Path | None = None, mix_ratio: float = 0.0, seed: int = 0) -> JobReport:
+    """The AI-labelled pairs kept (confident enough, no flagged answer), and with `mix` human-labelled
+    pairs blended in as hard labels, as the paper's preference model learned helpfulness."""
     if not 0.5 <= min_confidence <= 1:
         raise CaiError("--min-confidence must be between 0.5 and 1")
+    human = _human_pairs(mix) if mix else []  # read first: a bad --mix file stops before any writing
     with run.locked():
         records = read_jsonl(run.require("preferences.jsonl", "cai label"), PreferenceRecord)
         confident = [r for r in records if r.p_chosen >= min_confidence]
         filtered = filter_prefs(confident, drop_flags, keep_flagged)
+        rows, added = mix_prefs(filtered.rows, human, mix_ratio, seed) if mix else (filtered.rows, 0)
         output = output or run.file("prefs.jsonl")
-        write_jsonl(output, filtered.rows)
+        write_jsonl(output, rows)
         run.record_stage("export_prefs", {
             "output": str(output), "min_confidence": min_confidence, "drop_flags": list(drop_flags),
-            "keep_flagged": keep_flagged, "flagged": dict(filtered.flagged), "rows_in": len(records),
-            "rows_out": len(filtered.rows), "finished": now()})
+            "keep_flagged": keep_flagged, "flagged": dict(filtered.flagged), "mix": str(mix) if mix else None,
+            "mix_sha256": sha256_of(mix) if mix else None, "mix_ratio": mix_ratio, "seed": seed, "human_rows": added,
+            "rows_in": len(records), "rows_out": len(rows), "finished": now()})
     notes = [f"{len(records) - len(confident)} pairs below confidence {min_confidence} left out"]
     notes += [n for n in [filtered.note()] if n]
-    return JobReport("export prefs", len(records), len(filtered.rows), output, notes=notes)
+    if mix:
+        notes.append(f"mixed in {added} human-labelled pairs from {mix} ({added / max(len(rows), 1):.0%} of the rows)")
+    return JobReport("export prefs", len(records), len(rows), output, notes=notes)
+
+
+def _human_pairs(mix: Path) -> list:
+    pairs, problems = load_pairs(mix, stage="export_prefs")
+    for p in problems:
+        log.warning("%s:%s: %s", mix, p.line, p.reason)
+    if not pairs:
+        raise CaiError(f"{mix}: no usable pairs to mix in")
+    return pairs

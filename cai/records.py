@@ -128,6 +128,7 @@ class PreferenceRecord(BaseModel):
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance
     flags: list[str] = Field([], description="every flag that either answer carries")
+    source: Literal["ai", "human"] = Field("ai", description="who labelled the pair: the AI judge or people")
 
 
 class PolicyAnswers(BaseModel):
@@ -184,3 +185,24 @@ class RuleRow(BaseModel):
     label: float = Field(description="the judge's p_follows: a soft label in [0, 1]")
     id: str | None = None
     response_index: int | None = None
+
+
+class RedTeamSlot(BaseModel):
+    """One red-team prompt to write: its index and the seed prompts drawn to show for it."""
+
+    index: int
+    seed_ids: list[str]
+    seed_prompts: list[str]
+
+    @property
+    def id(self) -> str:
+        return f"redteam-{self.index}"
+
+
+class RedTeamPrompt(BaseModel):
+    """A row of `prompts.jsonl` from `cai redteam expand`: a new red-team prompt, and the seeds shown."""
+
+    id: str
+    prompt: str = Field(description="the text; `cai generate` and `cai sample` read it as the user's turn")
+    seed_ids: list[str] = Field(description="ids of the seed prompts in the few-shot prompt, in order")
+    provenance: Provenance

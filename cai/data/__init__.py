@@ -7,4 +7,5 @@ from pathlib import Path
 
 ROOT = Path(str(files(__name__)))
 DEFAULT_CONSTITUTION = ROOT / "constitution" / "default.yaml"
+GENERAL_CONSTITUTION = ROOT / "constitution" / "general.yaml"  # one broad principle, to compare
 DEMO_PROMPTS = ROOT / "prompts" / "red_team_demo.jsonl"

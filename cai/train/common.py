@@ -62,14 +62,31 @@ def model_path(name: str) -> str:
     raise CaiError(f"model '{name}' is neither the default model, a folder, nor a hub id")
 
 
-def load_jsonl(path: Path):
-    from datasets import load_dataset
+def load_jsonl(path: Path, columns: tuple[str, ...] | None = None, made_by: str | None = None):
+    """A JSONL file as a datasets Dataset: every column, or only `columns`.
+
+    Only those are then read, so the other fields may change type from row to row (a mixed
+    preference set's human rows have no judgements), which datasets' JSON loader refuses as soon as
+    its first 10 MB of rows disagree with a later part.
+    """
+    from datasets import Dataset, load_dataset
 
     if not Path(path).is_file():
         raise CaiError(f"{path}: no such file")
-    if not Path(path).read_text(encoding="utf-8", errors="replace").strip():
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
         raise CaiError(f"{path}: no rows to train on")
-    return load_dataset("json", data_files=str(path), split="train")
+    if columns is None:
+        return load_dataset("json", data_files=str(path), split="train")
+    try:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise CaiError(f"{path}: invalid JSON: {e.msg}") from None
+    missing = [c for c in columns if any(not isinstance(row, dict) or c not in row for row in rows)]
+    if missing:
+        hint = f"; make it with `{made_by}`" if made_by else ""
+        raise CaiError(f"{path}: no {', '.join(missing)} column(s) in some rows{hint}")
+    return Dataset.from_list([{c: row[c] for c in columns} for row in rows])
 
 
 def lora_config(enabled: bool, task_type: str):

@@ -69,12 +69,8 @@ def train_pm(data: Path, model: str, out: Path, loss: str = "soft", config_file:
     if loss not in LOSSES:
         raise CaiError(f"--loss must be one of {', '.join(LOSSES)}")
     config = build_config(RewardConfig, out, config_file, overrides or {})
-    dataset = load_jsonl(data)
-    label = {"soft": ["p_chosen"], "margin": ["margin"], "hard": []}[loss]
-    missing = [c for c in (*PREFERENCE_COLUMNS, *label) if c not in dataset.column_names]
-    if missing:
-        raise CaiError(f"{data}: no {', '.join(missing)} column(s); export it with `cai export prefs`")
-    dataset = dataset.select_columns([*PREFERENCE_COLUMNS, *label])
+    label = {"soft": ("p_chosen",), "margin": ("margin",), "hard": ()}[loss]
+    dataset = load_jsonl(data, (*PREFERENCE_COLUMNS, *label), made_by="cai export prefs")
     reward_model, tokenizer = _reward_model(model_path(model))
     trainer_cls, collator = RewardTrainer, None
     if loss == "soft":
@@ -130,7 +126,7 @@ def train_dpo(data: Path, model: str, out: Path, config_file: Path | None = None
     from trl import DPOConfig, DPOTrainer
 
     config = build_config(DPOConfig, out, config_file, overrides or {})
-    dataset = load_jsonl(data).select_columns(list(PREFERENCE_COLUMNS))
+    dataset = load_jsonl(data, PREFERENCE_COLUMNS, made_by="cai export prefs")
     path = model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     record = Record(out, "dpo", data, model, config, {"lora": lora})
