@@ -1,0 +1,98 @@
+"""The Ray executor: the same chunks, computed by actors on a Ray cluster.
+
+Each replica is an actor that opens its engine once (an in-process vLLM on its GPUs, or an HTTP
+client to the servers) and runs the stage's own batch function on whole chunks, through the same
+`compute_chunk` as the local executor, writing the chunk files into the run folder (which must be
+on storage every node sees). A chunk starts from a cold prefix cache and is committed whole, so
+the output is the same, byte for byte, as the local executor's. An actor that dies is restarted
+and its chunk is done again from the start; the driver keeps only a few chunks in flight per
+replica, so memory does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cai
+from cai.chunks import ChunkStore
+from cai.errors import CaiError
+
+log = logging.getLogger("cai")
+
+IN_FLIGHT = 2  # chunks queued per replica: one computing, one ready
+WORKER_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+              "VLLM_CPU_OMP_THREADS_BIND": "nobind", "TOKENIZERS_PARALLELISM": "false"}
+
+
+class Replica:
+    """One engine on one actor; `run` does one chunk."""
+
+    def __init__(self, engine_config, cache: str, batch, output: str):
+        from cai.executors.local import shared_engine
+
+        self.engine = shared_engine(engine_config, Path(cache))
+        self.batch, self.store = batch, ChunkStore(Path(output))
+
+    def run(self, work) -> dict:
+        from cai.stage import compute_chunk
+
+        return compute_chunk(self.batch, self.engine, work, self.store)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor:
+    def __init__(self, config):
+        self.config = config
+
+    def _connect(self):
+        try:
+            import ray
+        except ImportError:
+            raise CaiError("--executor ray needs Ray: pip install 'cai[ray]'") from None
+        if not ray.is_initialized():
+            env = {k: os.environ.get(k, v) for k, v in WORKER_ENV.items()}
+            try:
+                ray.init(address=self.config.ray_address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": env, "py_modules": [os.path.dirname(cai.__file__)]})
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise CaiError(f"could not reach the Ray cluster at {self.config.ray_address}: {e}") from None
+        return ray
+
+    def map(self, stage, store: ChunkStore, works, cache: Path, tracker):
+        ray = self._connect()
+        actor = ray.remote(num_cpus=self.config.cpus_per_replica, num_gpus=self.config.gpus_per_replica,
+                           max_restarts=-1, max_task_retries=-1)(Replica)
+        replicas = []
+        pending: dict = {}
+        try:
+            works = iter(works)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < IN_FLIGHT * self.config.replicas:
+                    work = next(works, None)
+                    if work is None:
+                        exhausted = True
+                        break
+                    if len(replicas) < self.config.replicas:  # actors start only if there is work
+                        replicas.append(actor.remote(stage.engine, str(cache), stage.batch, str(store.output)))
+                    replica = replicas[work.index % len(replicas)]
+                    pending[replica.run.remote(work)] = work.index
+                if not pending:
+                    return
+                tracker.step(f"{len(pending)} chunks in flight on {len(replicas)} replicas")
+                (done,), _ = ray.wait(list(pending), num_returns=1)
+                pending.pop(done)
+                try:
+                    yield ray.get(done)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.as_instanceof_cause()
+                    if isinstance(cause, CaiError):
+                        raise CaiError(str(cause).split("\n")[-1]) from None
+                    raise
+        finally:
+            for replica in replicas:
+                ray.kill(replica)
