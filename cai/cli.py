@@ -482,6 +482,44 @@ def bench_critique(
     print(json.dumps(result, indent=2))
 
 
+@bench_app.command("scale")
+def bench_scale(
+    model: Model = DEFAULT_MODEL,
+    sizes: Annotated[str, typer.Option(help="Input sizes for the memory measurement, comma-separated.")] = "1000,100000",
+    resume_prompts: Annotated[int, typer.Option(min=1, help="Prompts for the resume measurement (0: skip it).")] = 20000,
+    max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = 1,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+):
+    """Peak RSS of `cai generate` against input size, and the cost of a rerun after a kill at 90%."""
+    from cai import bench_scale
+
+    result = {"memory": bench_scale.memory(model, [int(n) for n in sizes.split(",")], max_tokens, chunk_size)}
+    if resume_prompts:
+        result["resume"] = bench_scale.resume(model, resume_prompts, max_tokens, chunk_size)
+    print(json.dumps(result, indent=2))
+
+
+@bench_app.command("executors")
+def bench_executors(
+    model: Model = DEFAULT_MODEL,
+    prompts: Annotated[int, typer.Option(min=1, help="Synthetic prompts.")] = 4096,
+    max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = 16,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    ray_address: Annotated[Optional[str], typer.Option(help="A Ray cluster (default: one started here).")] = None,
+    server: Annotated[Optional[list[str]], typer.Option(help="Also through these OpenAI-compatible servers of --model.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="With --server: the tokenizer folder.")] = None,
+):
+    """The same requests on the in-process engine, the Ray executor (one replica) and, with --server,
+    the HTTP backend: throughput while computing chunks, against the in-process engine."""
+    from cai import bench_scale
+
+    ray = ["--executor", "ray", "--replicas", "1"] + (["--ray-address", ray_address] if ray_address else [])
+    executors = {"local": [], "ray": ray}
+    if server:
+        executors["http"] = [a for url in server for a in ("--server", url)] + (["--tokenizer", tokenizer] if tokenizer else [])
+    print(json.dumps(bench_scale.throughput(model, prompts, executors, max_tokens, chunk_size), indent=2))
+
+
 @export_app.command("prefs")
 def export_prefs(
     run: RunOpt,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -129,9 +130,11 @@ def plan(stage: Stage, store: ChunkStore, chunk_size: int, counts: Counter, trac
 
 def compute_chunk(batch: Callable, engine, work: ChunkWork, store: ChunkStore) -> dict:
     """One chunk, from a cold prefix cache, committed whole: the same bytes in any process."""
+    start = time.perf_counter()
     engine.begin_chunk()
     before = EngineStats(**{k: getattr(engine.stats, k) for k in EngineStats.__dataclass_fields__})
     result = batch(work.records, engine)
+    result.counters["chunk_seconds"] += round(time.perf_counter() - start, 3)
     errors = work.errors + [
         e if e.line is not None else e.model_copy(update={"line": work.lines.get(str(e.id).split(":")[0])})
         for e in result.errors
