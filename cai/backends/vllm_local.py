@@ -8,15 +8,20 @@ engine argument passes through (`--engine-arg tensor_parallel_size=2`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 
 def _context_length(model: str) -> int:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model)
-    return getattr(config.get_text_config(), "max_position_embeddings", None) or 8192
+    """The model's context length, read from its config.json (transformers' AutoConfig would cost
+    seconds of imports at start-up for one number)."""
+    config_file = Path(model) / "config.json"
+    if not config_file.is_file():
+        return 8192
+    config = json.loads(config_file.read_text())
+    config = config.get("text_config", config)
+    return config.get("max_position_embeddings") or 8192
 
 
 def model_identity(model: str) -> str:
