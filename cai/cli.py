@@ -93,10 +93,13 @@ def _main(
     global _debug
     _debug = debug
     progress_settings["enabled"] = not quiet
+    # On a terminal, rich's layout; into a file or pipe, one plain line per message (rich would wrap it).
+    plain = logging.StreamHandler(sys.stderr)
+    plain.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        handlers=[RichHandler(console=err, show_path=False, show_time=False) if err.is_terminal else plain],
     )
     if not debug:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -344,8 +347,10 @@ def eval_judge(
     config = _label_config(judge_engine.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
     stage = jobs.eval_judge_stage(pairs, loaded, config, judge_engine, chosen_field, rejected_field, limit)
     run_dir = RunDir(out_dir)
-    report = _run_stage(run_dir, stage, executor, chunk_size, force)
-    print(json.dumps(jobs.eval_judge_summary(run_dir, report, config), indent=2))
+    with run_dir.locked():  # the summary too: the whole job holds the folder
+        report = _run_stage(run_dir, stage, executor, chunk_size, force)
+        summary = jobs.eval_judge_summary(run_dir, report, config)
+    print(json.dumps(summary, indent=2))
     err.print(f"per-pair results: {report.output}")
 
 
@@ -567,10 +572,11 @@ def demo(
     sampling = SamplingConfig(max_tokens=max_tokens)
     loaded = load_constitution(DEFAULT_CONSTITUTION)
     engine, local = EngineConfig(model), ExecutorConfig()  # one engine serves every step
-    # force: a demo rerun with other options simply replaces the last one.
-    reports = [_run_stage(run_dir, jobs.generate_stage(DEMO_PROMPTS, GenerateConfig(model, sampling=sampling), engine, limit=limit), local, jobs.CHUNK_SIZE, True)]
-    critique = jobs.critique_stage(run_dir, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), engine)
-    reports += [_run_stage(run_dir, critique, local, jobs.CHUNK_SIZE, True), jobs.export_sft(run_dir)]
+    # force: a demo rerun with other options simply replaces the last one. One lock for all three steps.
+    with run_dir.locked():
+        reports = [_run_stage(run_dir, jobs.generate_stage(DEMO_PROMPTS, GenerateConfig(model, sampling=sampling), engine, limit=limit), local, jobs.CHUNK_SIZE, True)]
+        critique = jobs.critique_stage(run_dir, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), engine)
+        reports += [_run_stage(run_dir, critique, local, jobs.CHUNK_SIZE, True), jobs.export_sft(run_dir)]
     _report(reports)
     out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
 

@@ -55,15 +55,16 @@ def export_rules(run: RunDir, constitution: LoadedConstitution, output: Path | N
                  heldout: float = 0.0, seed: int = 0) -> dict:
     """RUN/rule_scores.jsonl → `output` (default RUN/rules.jsonl), and with `heldout` the rows of
     that share of prompts in RUN/rules_heldout.jsonl. Returns what it wrote, as recorded."""
-    records = read_jsonl(run.require("rule_scores.jsonl", "cai rules"), RuleScoreRecord)
-    kept, held = hold_back(rule_rows(records, constitution), heldout, seed)
-    output = output or run.file("rules.jsonl")
-    write_jsonl(output, kept)
-    info = {"output": str(output), "rows_in": len(records), "rows_out": len(kept), "heldout": heldout,
-            "seed": seed, "constitution_sha256": constitution.sha256}
-    if heldout:
-        held_file = output.with_name(output.stem + "_heldout" + output.suffix)
-        write_jsonl(held_file, held)
-        info.update(heldout_output=str(held_file), heldout_rows=len(held))
-    run.record_stage("export_rules", {**info, "finished": now()})
+    with run.locked():
+        records = read_jsonl(run.require("rule_scores.jsonl", "cai rules"), RuleScoreRecord)
+        kept, held = hold_back(rule_rows(records, constitution), heldout, seed)
+        output = output or run.file("rules.jsonl")
+        write_jsonl(output, kept)
+        info = {"output": str(output), "rows_in": len(records), "rows_out": len(kept), "heldout": heldout,
+                "seed": seed, "constitution_sha256": constitution.sha256}
+        if heldout:
+            held_file = output.with_name(output.stem + "_heldout" + output.suffix)
+            write_jsonl(held_file, held)
+            info.update(heldout_output=str(held_file), heldout_rows=len(held))
+        run.record_stage("export_rules", {**info, "finished": now()})
     return info

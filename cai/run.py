@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -13,7 +15,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import jsonlines
-from filelock import FileLock, Timeout
 from pydantic import BaseModel
 
 import cai
@@ -50,8 +51,10 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a full disk's error then says which file it refused
         raise
 
 
@@ -100,8 +103,10 @@ class RunDir:
             return {"stages": {}}
         try:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-            if not isinstance(manifest.get("stages"), dict):
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
                 raise ValueError("no 'stages' mapping")
+            if bad := [name for name, entry in manifest["stages"].items() if not isinstance(entry, dict)]:
+                raise ValueError(f"stage {bad[0]!r} is not a mapping")
             return manifest
         except (ValueError, UnicodeDecodeError) as e:
             raise CaiError(
@@ -115,17 +120,17 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         lock = _lock(self.file(".lock"))
         owner = self.file(".lock.owner")
+        if not lock.acquire():
+            holder = (owner.read_text().strip() if owner.is_file() else "") or "another process"
+            raise CaiError(f"{self.path} is in use by another cai job ({holder}); wait for it to end or use another --run folder")
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            holder = owner.read_text().strip() if owner.is_file() else "another process"
-            raise CaiError(f"{self.path} is in use by another cai job ({holder}); wait for it to end or use another --run folder") from None
-        try:
-            if lock.lock_counter == 1:
-                owner.write_text(f"pid {os.getpid()}, started {now()}")
+            if lock.depth == 1:
+                atomic_write(owner, lambda f: f.write(f"pid {os.getpid()}, started {now()}"))
                 self.remove_stale_temporaries()
             yield self
         finally:
+            if lock.depth == 1:
+                owner.unlink(missing_ok=True)  # before the lock goes, so no later holder's file is removed
             lock.release()
 
     def remove_stale_temporaries(self) -> None:
@@ -134,15 +139,50 @@ class RunDir:
             tmp.unlink(missing_ok=True)
 
     def record_stage(self, stage: str, info: dict) -> None:
-        manifest = self.manifest()
-        manifest["stages"][stage] = {**info, "versions": package_versions()}
-        atomic_write(self.manifest_path, lambda f: json.dump(manifest, f, indent=2))
+        with self.locked():  # the job's own lock (taken again), or refused if another job holds it
+            manifest = self.manifest()
+            manifest["stages"][stage] = {**info, "versions": package_versions()}
+            atomic_write(self.manifest_path, lambda f: json.dump(manifest, f, indent=2))
 
 
-_locks: dict[Path, FileLock] = {}
+class ProcessLock:
+    """An exclusive lock on a file that its holder may take again (depth counts how often).
+
+    A POSIX record lock (`fcntl.lockf`) belongs to the process: it dies with it, even under
+    SIGKILL, and a forked child does not share it. (`flock`, which the filelock library uses, is
+    shared with forked children, and vLLM forks its engine processes: a child outliving a killed job
+    would keep the run folder locked.) A process loses such a lock when it closes any descriptor of
+    the file, so nothing but this object opens it."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd, self.depth = path, None, 0
+
+    def acquire(self) -> bool:
+        if self.depth == 0:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EAGAIN, errno.EACCES):  # another process holds it
+                    return False
+                raise
+            self.fd = fd
+        self.depth += 1
+        return True
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            os.close(self.fd)  # which releases the lock
+            self.fd = None
 
 
-def _lock(path: Path) -> FileLock:
+_locks: dict[Path, ProcessLock] = {}
+os.register_at_fork(after_in_child=_locks.clear)  # a child holds none of its parent's locks
+
+
+def _lock(path: Path) -> ProcessLock:
     """One lock object per path in a process, so that a job holding it can take it again."""
     key = path.resolve()
-    return _locks.setdefault(key, FileLock(key))
+    return _locks.setdefault(key, ProcessLock(key))

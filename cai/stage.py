@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,10 +71,9 @@ def fingerprint(settings: dict) -> str:
 
 def stage_status(run: RunDir, stage: Stage, chunk_size: int) -> str:
     """done, partial (resumable), changed (other settings) or todo: what a rerun would do."""
-    settings = _settings(stage, chunk_size)
     previous = run.manifest()["stages"].get(stage.name)
     store = ChunkStore(run.file(stage.output))
-    if previous and previous.get("fingerprint") != fingerprint(settings) and (store.folder.exists() or store.output.exists()):
+    if _changed(previous, _settings(stage, chunk_size), store):
         return "changed"
     if previous and previous.get("status") == "done" and store.output.exists():
         return "done"
@@ -85,16 +85,24 @@ def _settings(stage: Stage, chunk_size: int) -> dict:
     return json.loads(json.dumps(settings, default=str))  # compare as the manifest stores it
 
 
+def _changed(previous: dict | None, settings: dict, store: ChunkStore) -> str:
+    """How the settings that made the stage's files on disk differ from these ("" when they do not,
+    or there are no such files). Files that the manifest does not account for are of unknown settings."""
+    if not (store.folder.exists() or store.output.exists()):
+        return ""
+    if previous is None:
+        return "settings the manifest does not record"
+    if previous.get("fingerprint") == fingerprint(settings):
+        return ""
+    return f"other settings ({', '.join(sorted(k for k in settings if previous.get(k) != settings[k]) or ['inputs'])})"
+
+
 def _begin(run: RunDir, stage: Stage, settings: dict, store: ChunkStore, force: bool) -> None:
     """Refuse to mix results of other settings; record the stage as running."""
-    previous = run.manifest()["stages"].get(stage.name)
-    if previous and previous.get("fingerprint") != fingerprint(settings) and (store.folder.exists() or store.output.exists()):
+    if changed := _changed(run.manifest()["stages"].get(stage.name), settings, store):
         if not force:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k]) or ["inputs"]
-            raise CaiError(
-                f"{run.path} already holds '{stage.name}' output made with other settings "
-                f"({', '.join(changed)}): use another --run folder, or --force to redo '{stage.name}'"
-            )
+            raise CaiError(f"{run.path} already holds '{stage.name}' output made with {changed}: "
+                           f"use another --run folder, or --force to redo '{stage.name}'")
         log.warning("--force: starting '%s' afresh in %s", stage.name, run.path)
         store.clear()
     run.record_stage(stage.name, {**settings, "fingerprint": fingerprint(settings), "engine_config": stage.engine.record(),
@@ -148,24 +156,37 @@ def execute(run: RunDir, stage: Stage, executor, chunk_size: int = CHUNK_SIZE, f
     if chunk_size < 1:
         raise CaiError("--chunk-size must be at least 1")
     store = ChunkStore(run.file(stage.output))
-    with run.locked():
+    cache = run.file("cache.sqlite")
+    with _disk_full_is_one_line(run, stage, cache), run.locked():
         settings = _settings(stage, chunk_size)
         _begin(run, stage, settings, store, force)
         counts = Counter()
         tracker = Tracker(stage.name, stage.source.count())
         try:
-            for marker in executor.map(stage, store, plan(stage, store, chunk_size, counts, tracker), run.file("cache.sqlite"), tracker):
+            for marker in executor.map(stage, store, plan(stage, store, chunk_size, counts, tracker), cache, tracker):
                 tracker.chunk_done(marker)
             markers = store.markers(counts["chunks"])
             store.assemble(counts["chunks"])
-        except (OSError, sqlite3.OperationalError) as e:
-            if isinstance(e, sqlite3.OperationalError) and "full" not in str(e) or isinstance(e, OSError) and e.errno != errno.ENOSPC:
-                raise
-            raise CaiError(f"the disk is full ({e}) while '{stage.name}' was writing to {run.path}: every finished "
-                           "chunk is kept; free some space and run the same command again to resume") from None
         finally:
             tracker.close()
         return _finish(run, stage, store, markers, counts)
+
+
+@contextmanager
+def _disk_full_is_one_line(run: RunDir, stage: Stage, cache: Path):
+    """A full disk, wherever the job was writing (chunk files, the cache, the manifest, errors.jsonl,
+    the output): one line. Every write is atomic, so what was finished is still there to resume."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            what, why = e.filename or f"to {run.path}", e.strerror
+        elif isinstance(e, sqlite3.OperationalError) and "full" in str(e):
+            what, why = f"the request cache {cache}", str(e)
+        else:
+            raise
+        raise CaiError(f"no space left: '{stage.name}' could not write {what} ({why}); nothing finished is lost "
+                       "(every finished chunk is kept): free some space and run the same command again to resume") from None
 
 
 def _finish(run: RunDir, stage: Stage, store: ChunkStore, markers: list[dict], counts: Counter) -> JobReport:
