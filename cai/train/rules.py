@@ -181,7 +181,7 @@ def eval_judge_rules(data: Path, engine: Engine, style: Style, limit: int | None
     judged = [(r, js) for r, js in zip(rows, judge_rules(items, engine, style)) if not isinstance(js, Failed)]
     summary = summarize_binary([p_x_better(js) for _, js in judged], [float(r["label"]) for r, _ in judged],
                                [r.get("rule_id") or r["rule"] for r, _ in judged])
-    return {**summary, "errors": len(rows) - len(judged), "judge_model": engine.model}
+    return {**summary, "errors": len(rows) - len(judged), "judge_model": engine.identity}
 
 
 def _labelled_rows(data: Path, limit: int | None) -> list[dict]:
