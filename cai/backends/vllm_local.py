@@ -54,7 +54,8 @@ class VllmBackend:
             args |= {
                 "distributed_executor_backend": "uni",
                 "enforce_eager": True,
-                "kv_cache_memory_bytes": int(kv_cache_gib * 2**30),
+                # vLLM's own variable for this, where set, wins
+                "kv_cache_memory_bytes": int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE") or kv_cache_gib) * 2**30),
                 "enable_chunked_prefill": False,
                 "max_num_batched_tokens": max(context, 8192),
             }
