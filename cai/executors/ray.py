@@ -54,7 +54,9 @@ class RayExecutor:
         except ImportError:
             raise CaiError("--executor ray needs Ray: pip install 'cai[ray]'") from None
         if not ray.is_initialized():
-            env = {k: os.environ.get(k, v) for k, v in WORKER_ENV.items()}
+            # vLLM's settings and the API key (for actors that call servers) go to the actors too
+            forwarded = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") or k in ("CAI_API_KEY", "OPENAI_API_KEY")}
+            env = {**WORKER_ENV, **forwarded}
             try:
                 ray.init(address=self.config.ray_address, include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": env, "py_modules": [os.path.dirname(cai.__file__)]})
