@@ -660,6 +660,165 @@ def eval_rules(
     print(json.dumps(summary, indent=2))
 
 
+# -- jobs of rules, red-team expansion and policy evaluation (cai.jobs_rules, jobs_redteam, jobs_policies)
+
+
+@app.command()
+@with_options(JUDGE_ENGINE, EXECUTOR)
+def rules(
+    run: RunOpt,
+    judge_engine: EngineConfig,
+    executor: ExecutorConfig,
+    input_: Annotated[Optional[str], typer.Option("--input", help="samples, responses or revisions (default: the one in RUN; samples first).")] = None,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    style: Annotated[Optional[Style], typer.Option(help="Default: the style of the input rows.")] = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
+):
+    """Judge every response in RUN against every rule of the constitution: RUN/rule_scores.jsonl.
+
+    The judge (default: the model that wrote the responses) is --judge-model. Rows in and out are
+    responses (a sample row holds several)."""
+    from cai import jobs_rules
+    from cai.stages.rules import RULES_INPUTS, RulesConfig
+
+    run_dir = RunDir(run)
+    loaded = load_constitution(constitution)
+    kind, path = jobs_rules.rules_input(run_dir, input_)
+    judge, style = _from_first_row(path, RULES_INPUTS[kind][1], judge_engine, style)
+    stage = jobs_rules.rules_stage(run_dir, kind, path, loaded, RulesConfig(judge.model, style), judge)
+    err.print(f"rules: judging the responses of {path}", highlight=False)
+    _report([jobs_rules.in_responses(_run_stage(run_dir, stage, executor, chunk_size, force))], max_error_rate)
+
+
+redteam_app = typer.Typer(help="Write new red-team prompts with a model.", no_args_is_help=True)
+app.add_typer(redteam_app, name="redteam")
+SAMPLING_REDTEAM = ConfigOptions(SamplingConfig, "sampling", defaults={"temperature": 1.0, "max_tokens": 64})
+
+
+@redteam_app.command("expand")
+@with_options(ENGINE, SAMPLING_REDTEAM, EXECUTOR)
+def redteam_expand(
+    seeds: Annotated[Path, typer.Option(help="Seed red-team prompts, in any format cai generate reads.")],
+    n: Annotated[int, typer.Option("-n", min=1, help="New prompts to write (kept after the filter).")],
+    run: RunOpt,
+    engine: EngineConfig,
+    sampling: SamplingConfig,
+    executor: ExecutorConfig,
+    shots: Annotated[int, typer.Option(min=1, help="Seed prompts shown per new prompt (drawn by --seed and slot).")] = 4,
+    style: StyleOpt = Style.chat,
+    min_chars: Annotated[int, typer.Option(min=0, help="Drop shorter prompts.")] = 15,
+    max_chars: Annotated[int, typer.Option(min=1, help="Drop longer prompts.")] = 600,
+    near_duplicate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop prompts this similar (Jaccard of 5-character shingles) to a seed or an earlier prompt.")] = 0.55,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
+):
+    """Write N new red-team prompts from few-shot prompts of seed prompts: RUN/prompts.jsonl.
+
+    Exact and near duplicates (of each other and of the seeds) and prompts too short or too long
+    are dropped and counted; more rounds are written until N are kept or a round keeps none."""
+    from cai.dedup import FilterConfig
+    from cai.jobs_redteam import expand
+    from cai.stages.redteam import RedTeamConfig
+
+    config = RedTeamConfig(engine.model, style, shots, sampling.seed, sampling)
+    filter_config = FilterConfig(min_chars=min_chars, max_chars=max_chars, threshold=near_duplicate)
+    reports = expand(RunDir(run), seeds, n, config, engine, filter_config,
+                     lambda run_dir, stage: _run_stage(run_dir, stage, executor, chunk_size, force))
+    _report(reports, max_error_rate)
+
+
+POLICIES_ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                                parse={"engine_args": parse_engine_args}, skip=("model",))
+
+
+def _answer_in_subprocess(policy, run_dir: RunDir, options: list[str]) -> None:
+    """`cai generate OPTIONS` for one policy in a fresh process, as a user would run it: a process
+    holds one in-process vLLM engine at most (two break each other), and this one may hold the judge's."""
+    import subprocess
+
+    import cai
+
+    argv = [sys.executable, "-m", "cai", *(["--debug"] if _debug else []), *([] if progress_settings["enabled"] else ["--quiet"]),
+            "generate", "--run", str(run_dir.path), "--model", policy.model, *SAMPLING.argv(policy.sampling), *options]
+    here = str(Path(cai.__file__).resolve().parent.parent)  # the child runs this very code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    err.print(f"policy {policy.name}: {' '.join(argv[1:])}", highlight=False, markup=False)
+    code = subprocess.run(argv, env=env).returncode
+    if code:
+        raise CaiError(f"policy {policy.name}'s answers failed (cai generate exited {code}); {run_dir.path} keeps "
+                       "every finished chunk: run the same command again to resume")
+
+
+@eval_app.command("policies")
+@with_options(POLICIES_ENGINE, JUDGE_ENGINE, SAMPLING, QUALITY, EXECUTOR)
+def eval_policies(
+    prompts: Annotated[Path, typer.Option(help="Held-out prompts, in any format cai generate reads.")],
+    policy: Annotated[list[str], typer.Option("--policy", help="NAME=MODEL[,KEY=VALUE…] (repeatable, two or more); KEY a sampling setting of this policy's own, e.g. temperature=1.0. The first policy anchors Elo at 0.")],
+    engine: EngineConfig,
+    judge_engine: EngineConfig,
+    sampling: SamplingConfig,
+    quality: QualityConfig,
+    executor: ExecutorConfig,
+    tags: Annotated[str, typer.Option(help="Comma-separated principle tags: one score per tag.")] = "harmless,helpful",
+    principles_per_comparison: Annotated[int, typer.Option(min=1, help="Principles of a tag drawn per prompt and averaged.")] = 1,
+    limit: Limit = None,
+    prompt_field: PromptField = "prompt",
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    style: StyleOpt = Style.chat,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the answers, comparisons, eval.json and plots.")] = Path("runs/eval-policies"),
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+    force: Force = False,
+    max_error_rate: MaxErrorRate = 0.1,
+):
+    """Every policy answers every prompt, the judge compares every pair of answers in both orders:
+    win rates and Elo with 95% intervals per tag, in OUT/eval.json, printed and plotted.
+
+    A policy whose engine is the judge's answers in this process (one engine serves both); any other
+    answers in a `cai generate` subprocess of its own. The judge is --judge-model (default: the default model)."""
+    from dataclasses import replace
+
+    from cai import jobs_policies
+    from cai.policy_stats import print_tables
+    from cai.stage import stage_status
+    from cai.stages.compare import CompareConfig
+
+    loaded = load_constitution(constitution)
+    judge_engine.model = judge_engine.model or DEFAULT_MODEL
+    config = CompareConfig(judge_engine.model, [t.strip() for t in tags.split(",") if t.strip()], style,
+                           principles_per_comparison, sampling.seed)
+    jobs_policies.check_tags(loaded, config)
+    policies = jobs_policies.parse_policies(policy, sampling)
+    out_run = RunDir(out_dir)
+    reports = []
+    with out_run.locked():
+        stages = {p.name: jobs_policies.answer_stage(p, prompts, engine, style, quality, prompt_field, limit) for p in policies}
+        options = ["--prompts", str(prompts), "--prompt-field", prompt_field, "--style", style.value,
+                   "--chunk-size", str(chunk_size), "--max-error-rate", str(max_error_rate),
+                   *(["--limit", str(limit)] if limit else []), *(["--force"] if force else []),
+                   *POLICIES_ENGINE.argv(engine), *QUALITY.argv(quality), *EXECUTOR.argv(executor)]
+        # other engines first: on a GPU, this process's engine would leave no memory for theirs
+        for p in sorted(policies, key=lambda p: stages[p.name].engine == judge_engine):
+            run_dir, stage = jobs_policies.policy_run(out_run, p), stages[p.name]
+            if stage.engine == judge_engine:
+                reports.append(replace(_run_stage(run_dir, stage, executor, chunk_size, force), stage=f"generate {p.name}"))
+            elif stage_status(run_dir, stage, chunk_size) != "done":
+                _answer_in_subprocess(p, run_dir, options)
+            else:
+                err.print(f"policy {p.name}: answered before, in {run_dir.file('responses.jsonl')}", highlight=False)
+        answers, notes = jobs_policies.join_answers(out_run, policies)
+        for note in notes:
+            err.print(f"[yellow]{note}[/yellow]", highlight=False)
+        report = _run_stage(out_run, jobs_policies.compare_stage(out_run, answers, policies, loaded, config, judge_engine),
+                            executor, chunk_size, force)
+        stats = jobs_policies.finish(out_run, report, policies, config, prompts, limit)
+    _report(reports + [report], max_error_rate)
+    print_tables(stats, out)
+    out.print(f"eval policies: {out_run.file('eval.json')}, plots in {out_run.path}")
+
+
 def main() -> None:
     try:
         app()

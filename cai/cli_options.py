@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import typing
 from typing import Annotated, Optional
 
@@ -53,10 +54,13 @@ class ConfigOptions:
     def _param(self, name: str) -> str:
         return self.prefix + name
 
+    def _flag(self, name: str) -> str:
+        return "--" + (self.prefix + self.flags.get(name, name)).replace("_", "-")
+
     def parameters(self) -> list[inspect.Parameter]:
         params = []
         for f in self.fields:
-            flag = "--" + (self.prefix + self.flags.get(f.name, f.name)).replace("_", "-")
+            flag = self._flag(f.name)
             default = self.defaults.get(f.name, default_of(self.cls, f.name))
             tp = _cli_type(self.types[f.name])
             if isinstance(default, (list, dict)):
@@ -64,6 +68,24 @@ class ConfigOptions:
             params.append(inspect.Parameter(self._param(f.name), inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=Annotated[tp, option(self.cls, f.name, flag)]))
         return params
+
+    def argv(self, config) -> list[str]:
+        """The options that give `config`, whole, to another `cai` command taking the same group
+        (every field that is set; scalar, list and KEY=VALUE fields): how a job hands its settings
+        to a subprocess."""
+        args = []
+        for f in self.fields:
+            value = getattr(config, f.name)
+            if value is None:
+                continue
+            flag = self._flag(f.name)
+            if isinstance(value, dict):
+                args += [a for k, v in value.items() for a in (flag, f"{k}={json.dumps(v)}")]
+            elif isinstance(value, list):
+                args += [a for v in value for a in (flag, str(v))]
+            else:
+                args += [flag, str(value)]
+        return args
 
     def build(self, values: dict, **fixed):
         """The config from the command's values (popped from `values`) and `fixed` fields."""

@@ -98,7 +98,7 @@ def test_one_row_per_response_with_every_rule_asked_in_both_orders(scored):
     assert [(r.id, r.response_index) for r in batch.records] == [("s", 0), ("s", 1), ("r", 0), ("v", 0)]
     assert [r.response for r in batch.records] == ["Use a tension wrench.", "I can't help.", "Why not.",
                                                    "Call a locksmith."]
-    assert not batch.errors and batch.counters == {"responses": 4, "questions": 4 * len(rules) * 2}
+    assert not batch.errors and batch.counters == {"responses": 4, "responses_failed": 0, "questions": 4 * len(rules) * 2}
     for record in batch.records:
         assert list(record.scores) == [r.id for r in rules]
         assert {(j.rule_id, j.order) for j in record.judgements} == {(r.id, o) for r in rules for o in ("AB", "BA")}

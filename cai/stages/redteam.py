@@ -84,8 +84,9 @@ def clean(text: str) -> str:
     return line
 
 
-def redteam_batch(slots: list[RedTeamSlot], engine: Engine, config: RedTeamConfig) -> BatchResult:
-    """One new prompt per slot (ONE engine call), cleaned but not yet filtered; failures as errors."""
+def redteam_batch(slots: list[RedTeamSlot], engine: Engine, config: RedTeamConfig, stage: str = "redteam") -> BatchResult:
+    """One new prompt per slot (ONE engine call), cleaned but not yet filtered; failures as errors
+    (of `stage`: the job's name for this round)."""
     outputs = engine.generate(
         [Request(few_shot_prompt(s.seed_prompts, config.style), f"redteam:{s.index}", stop_strings(config.style))
          for s in slots],
@@ -100,7 +101,7 @@ def redteam_batch(slots: list[RedTeamSlot], engine: Engine, config: RedTeamConfi
     result = BatchResult()
     for slot, output in zip(slots, outputs):
         if isinstance(output, Failed):
-            result.errors.append(Skipped(id=slot.id, stage="redteam", reason=output.reason))
+            result.errors.append(Skipped(id=slot.id, stage=stage, reason=output.reason))
         else:
             result.records.append(
                 RedTeamPrompt(id=slot.id, prompt=clean(output.text), seed_ids=slot.seed_ids, provenance=provenance)

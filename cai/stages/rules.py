@@ -124,5 +124,5 @@ def rules_batch(
             score=weighted_score(scores, rules),
             provenance=provenance,
         ))
-    batch.counters.update(responses=len(responses), questions=2 * len(items))
+    batch.counters.update(responses=len(responses), responses_failed=len(batch.errors), questions=2 * len(items))
     return batch
