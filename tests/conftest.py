@@ -11,7 +11,7 @@ from cai.data import DEFAULT_CONSTITUTION, ROOT as DATA
 ROOT = Path(__file__).resolve().parent.parent
 # The tiny model needs little KV cache; every engine the tests start (in-process, CLI subprocesses,
 # servers, Ray actors) reads this, so several fit in memory at once.
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "0.5")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB, an integer for vLLM
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
