@@ -17,9 +17,11 @@ def test_demo_on_the_default_model(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "summary" in done.stdout and "tokens/s" in done.stdout
     rows = [json.loads(line) for line in (run / "sft.jsonl").read_text().splitlines()]
-    assert len(rows) == 2
-    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] for r in rows)
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] and not r["flags"] for r in rows)
     revisions = [json.loads(line) for line in (run / "revisions.jsonl").read_text().splitlines()]
     assert [len(r["steps"]) for r in revisions] == [4, 4]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["critique"]["model"] == "smollm2-135m-instruct"
+    export = manifest["stages"]["export_sft"]  # flagged final revisions are left out, and counted
+    assert export["rows_out"] == len(rows) and export["rows_out"] + export["left_out"] == 2
+    assert export["left_out"] == sum(1 for r in revisions if r["flags"])
