@@ -49,6 +49,10 @@ class RayExecutor:
         self.config = config
 
     def _connect(self):
+        if self.config.ray_address is None:
+            # A Ray of our own on this machine: keep it on 127.0.0.1 (Ray otherwise advertises the
+            # machine's routable address), which a single-machine Ray allows.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
