@@ -817,6 +817,27 @@ def eval_policies(
     _report(reports + [report], max_error_rate)
     print_tables(stats, out)
     out.print(f"eval policies: {out_run.file('eval.json')}, plots in {out_run.path}")
+# -- cai bench http: the HTTP backend against the in-process engine, on the same requests -------
+
+
+@bench_app.command("http")
+@with_options(ENGINE, SAMPLING)
+def bench_http(
+    engine: EngineConfig,
+    sampling: SamplingConfig,
+    prompts: Annotated[Path, typer.Option(help="JSONL(.gz), JSON, CSV or Parquet prompts.")] = DEMO_PROMPTS,
+    local_model: Annotated[Optional[str], typer.Option(help="The model folder the servers serve, run in-process (default: --tokenizer, else --model).")] = None,
+    limit: Limit = None,
+    chunk_size: ChunkSize = jobs.CHUNK_SIZE,
+):
+    """The same generate requests in-process and through --server URLs: throughputs and overhead, as JSON."""
+    from cai.bench import http_overhead
+
+    if not engine.servers:
+        raise CaiError("cai bench http needs at least one --server URL (and --model, the served name)")
+    local = EngineConfig(local_model or engine.tokenizer_path(), max_model_len=engine.max_model_len,
+                         engine_args=engine.engine_args)
+    print(json.dumps(http_overhead(prompts, local, engine, sampling, limit, chunk_size), indent=2))
 
 
 def main() -> None:

@@ -48,10 +48,22 @@ class EngineConfig:
     def backend(self) -> str:
         return "openai" if self.servers else "vllm"
 
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or resolve_model(self.model)
+
+    def identity(self) -> dict:
+        """What, besides the model's name, decides a stage's output (part of its settings
+        fingerprint): with --server, the tokenizer's fingerprint; never a URL."""
+        if not self.servers:
+            return {}
+        from cai.backends.openai_http import tokenizer_identity
+
+        return {"tokenizer_fingerprint": tokenizer_identity(self.tokenizer_path())}
+
     def record(self) -> dict:
         """What the manifest keeps: no URLs, no secrets."""
         return {"model": self.model, "backend": self.backend, "engine_args": self.engine_args,
-                "servers": len(self.servers), "tokenizer": self.tokenizer}
+                "servers": len(self.servers), "tokenizer": self.tokenizer, **self.identity()}
 
     def open(self, cache: Path | None = None) -> Engine:
         log.info("opening %s on %s", self.model, f"{len(self.servers)} server(s)" if self.servers else "in-process vLLM")
@@ -68,7 +80,7 @@ class EngineConfig:
         if self.servers:
             from cai.backends.openai_http import HttpBackend
 
-            tokenizer = self.tokenizer or resolve_model(self.model)
+            tokenizer = self.tokenizer_path()
             if not Path(tokenizer).is_dir() and self.tokenizer is None:
                 log.warning("no --tokenizer given: loading '%s' as the tokenizer", tokenizer)
             return HttpBackend(self.servers, self.model, tokenizer, self.max_model_len, self.concurrency, self.timeout)

@@ -81,7 +81,7 @@ def stage_status(run: RunDir, stage: Stage, chunk_size: int) -> str:
 
 
 def _settings(stage: Stage, chunk_size: int) -> dict:
-    settings = {**stage.settings, "input_sha256": stage.source.sha256(), "limit": stage.source.limit, "chunk_size": chunk_size}
+    settings = {**stage.settings, **stage.engine.identity(), "input_sha256": stage.source.sha256(), "limit": stage.source.limit, "chunk_size": chunk_size}
     return json.loads(json.dumps(settings, default=str))  # compare as the manifest stores it
 
 

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,18 +38,31 @@ def api_key() -> str | None:
     return os.environ.get("CAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
 
 
+TOKENIZER_FILES = ("token", "vocab", "merges", "chat_template")  # what decides the token ids
+
+
 def tokenizer_identity(path: str) -> str:
-    """A fingerprint of the tokenizer's files: the cache notices a new tokenizer, not new URLs."""
+    """A fingerprint of the tokenizer's files (their bytes, so a copy on another node hashes the
+    same): the cache and the settings notice a new tokenizer or chat template, not new URLs."""
     digest = hashlib.sha256()
     folder = Path(path)
-    files = sorted(f for f in folder.iterdir() if f.is_file() and "token" in f.name) if folder.is_dir() else []
+    files = sorted(f for f in folder.iterdir() if f.is_file() and any(k in f.name for k in TOKENIZER_FILES)) if folder.is_dir() else []
     for f in files:
-        digest.update(f.name.encode() + f.read_bytes())
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()[:16] if files else path
 
 
 class Retryable(Exception):
     """A failure worth another try on another server."""
+
+
+class Unanswered(Exception):
+    """Every try on every server failed: the request fails alone, with the last reason."""
+
+
+def public(url: str) -> str:
+    """A URL as messages show it: without user:password@ (httpx would send those as credentials)."""
+    return re.sub(r"//[^/@]*@", "//", url)
 
 
 class HttpBackend:
@@ -70,7 +84,8 @@ class HttpBackend:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cai-http")
         self._next = 0
         self._lock = threading.Lock()
-        self.context_length = max_model_len or self._served_context_length()
+        served = self._served_context_length()  # also checks the key, the model's name, the fleet
+        self.context_length = max_model_len or served
         self.logprob_mode: str | None = None  # "ids" (vLLM) or "text", found by check_logprobs
 
     # -- plumbing ------------------------------------------------------------------------
@@ -91,35 +106,46 @@ class HttpBackend:
                     return self._post_once(server + path, body)
                 except Retryable as e:
                     error = e
-        raise error  # type: ignore[misc]
+        raise Unanswered(f"{error} ({self.retries + 1} rounds of tries)")
 
     def _post_once(self, url: str, body: dict) -> dict:
         try:
             response = self.client.post(url, json=body)
         except httpx.TransportError as e:  # refused, reset, timed out
-            raise Retryable(f"{url}: {type(e).__name__}: {e}") from None
+            raise Retryable(f"{public(url)}: {type(e).__name__}: {e}") from None
         if response.status_code in (401, 403):
-            raise CaiError(f"{url} refused the API key (HTTP {response.status_code}): set CAI_API_KEY "
+            raise CaiError(f"{public(url)} refused the API key (HTTP {response.status_code}): set CAI_API_KEY "
                            "or OPENAI_API_KEY to a key this server accepts")
         if response.status_code in RETRY_STATUS:
-            raise Retryable(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            raise Retryable(f"{public(url)}: HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
             raise ValueError(f"HTTP {response.status_code}: {response.text[:300]}")
         return response.json()
 
     def _served_context_length(self) -> int:
+        """The model's context from the first server that lists its models; a server that lists
+        models but not this one is refused here, before any request could fail for it; so is a
+        fleet of which no server answers at all."""
+        unreachable = []
         for server in self.servers:
             try:
                 response = self.client.get(server + "/models")
-            except httpx.TransportError:
+            except httpx.TransportError as e:
+                unreachable.append(f"{public(server)} ({type(e).__name__})")
                 continue
             if response.status_code in (401, 403):
-                raise CaiError(f"{server} refused the API key (HTTP {response.status_code}): set "
+                raise CaiError(f"{public(server)} refused the API key (HTTP {response.status_code}): set "
                                "CAI_API_KEY or OPENAI_API_KEY to a key this server accepts")
-            if response.status_code == 200:
-                for entry in response.json().get("data", []):
-                    if entry.get("id") == self.model and entry.get("max_model_len"):
-                        return int(entry["max_model_len"])
+            if response.status_code != 200:
+                continue
+            served = {entry.get("id"): entry for entry in response.json().get("data", [])}
+            if served and self.model not in served:
+                raise CaiError(f"{public(server)} does not serve a model named '{self.model}' (it serves: "
+                               f"{', '.join(sorted(map(str, served)))}): give --model the served name")
+            if served.get(self.model, {}).get("max_model_len"):
+                return int(served[self.model]["max_model_len"])
+        if len(unreachable) == len(self.servers):
+            raise CaiError(f"no server answered: {', '.join(unreachable)}")
         return min(getattr(self.tokenizer, "model_max_length", 0) or 8192, 1 << 20)
 
     def _map(self, fn, items: list) -> list:
@@ -171,17 +197,18 @@ class HttpBackend:
         return found
 
     def check_logprobs(self, option_ids: list[int]) -> None:
-        """Before a judge job: find how this server gives option log-probabilities, or refuse."""
+        """Before a judge job: find how this server gives option log-probabilities, or refuse.
+        A server that ignores vLLM's `logprob_token_ids` answers with top tokens by text instead."""
         probe = self.tokenizer("Is this a probe? (", add_special_tokens=False).input_ids
         for mode in ("ids", "text"):
             try:
                 response = self._post("/completions", self._logprob_body(probe, option_ids, mode))
-            except ValueError:  # e.g. a server that does not know vLLM's extra fields
+            except ValueError:  # e.g. a server that refuses vLLM's extra fields
                 continue
-            except Retryable as e:
+            except Unanswered as e:
                 raise CaiError(f"no server answered for model '{self.model}': {e}") from None
-            logprobs = (response.get("choices") or [{}])[0].get("logprobs") or {}
-            if logprobs.get("top_logprobs"):
+            top = ((response.get("choices") or [{}])[0].get("logprobs") or {}).get("top_logprobs") or [None]
+            if top[0] and (mode == "text" or all(f"token_id:{t}" in top[0] for t in option_ids)):
                 self.logprob_mode = mode
                 return
         raise CaiError(f"model '{self.model}' returns no log-probabilities, which the judge needs: "

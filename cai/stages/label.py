@@ -15,7 +15,7 @@ from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution, PreferencePrinciple
 from cai.dialogue import Style
 from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.judge import ANSWER_PREFIX, COT_PREFIX, ask_turns, judge_prompt, margin, option_probabilities, p_x_better
+from cai.judge import ANSWER_PREFIX, COT_PREFIX, OPTIONS, ask_turns, judge_prompt, margin, option_probabilities, p_x_better
 from cai.principles import draw_distinct, rng_for
 from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
 from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
@@ -153,6 +153,8 @@ def label_batch(
 ) -> BatchResult:
     pairs, dropped = pairs_of(samples, config)
     asks = _asks(pairs, constitution, config)
+    if asks and config.cot:  # a judge server without log-probabilities is refused before any reasoning
+        engine.option_token_ids(ANSWER_PREFIX, OPTIONS)
     reasoning = _reasoning(asks, pairs, engine, config) if config.cot else [None] * len(asks)
     by_pair = defaultdict(list)
     for a, judgement in zip(asks, _judgements(asks, reasoning, engine, config)):
