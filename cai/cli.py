@@ -136,16 +136,21 @@ def _report(reports: list[jobs.JobReport], max_error_rate: float = 1.0) -> None:
             raise typer.Exit(3)
 
 
+def _problems(e: InvalidFile, path: Path) -> None:
+    """Every problem of a file, one a line, then exit 1."""
+    for problem in e.problems:
+        err.print(str(problem), markup=False, highlight=False)
+    err.print(f"[red]{len(e.problems)} problem(s) in {path}[/red]")
+    raise typer.Exit(1)
+
+
 @constitution_app.command("check")
 def constitution_check(path: Path):
     """Validate a constitution and print a summary, or every problem with its line."""
     try:
         loaded = load_constitution(path)
     except InvalidFile as e:
-        for problem in e.problems:
-            err.print(str(problem), markup=False, highlight=False)
-        err.print(f"[red]{len(e.problems)} problem(s) in {path}[/red]")
-        raise typer.Exit(1)
+        _problems(e, path)
     c = loaded.constitution
     out.print(f"[green]ok[/green] {path}: {c.name} (version {c.version})")
     out.print(f"  critique_revision: {len(c.critique_revision)} principles: {', '.join(p.id for p in c.critique_revision)}")
@@ -354,12 +359,22 @@ def eval_judge(
     err.print(f"per-pair results: {report.output}")
 
 
+def _one_of(*choices: str):
+    """An option's check that its value is one of `choices` (run when the command line is parsed,
+    so that `cai run` reports a bad value before any stage starts)."""
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
     from cai.train.common import parse_sets
 
     flags = {"max_steps": max_steps, "num_train_epochs": epochs, "learning_rate": learning_rate,
              "per_device_train_batch_size": batch_size}
-    return {**parse_sets(sets or []), **flags}
+    return {**parse_sets(sets or []), **{k: v for k, v in flags.items() if v is not None}}  # a flag not given keeps --set's
 
 
 def _trained(info: dict, out_dir: Path) -> None:
@@ -411,7 +426,8 @@ def train_pm(
     data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
     model: Model,
     out_dir: Out,
-    loss: Annotated[str, typer.Option(help="soft: cross-entropy with p_chosen (the paper); margin: TRL's margin; hard: labels only.")] = "soft",
+    loss: Annotated[str, typer.Option(help="soft: cross-entropy with p_chosen (the paper); margin: TRL's margin; hard: labels only.",
+                                      callback=_one_of("soft", "margin", "hard"))] = "soft",
     config: ConfigFile = None,
     max_steps: MaxSteps = None,
     epochs: Epochs = None,
@@ -433,7 +449,7 @@ def train_ppo(
     reward_model: Annotated[str, typer.Option(help="The preference model (cai train pm).")],
     out_dir: Out,
     kl_coef: Annotated[Optional[float], typer.Option(min=0.0, help="KL penalty towards the starting policy.")] = None,
-    algo: Annotated[str, typer.Option(help="ppo, rloo or grpo.")] = "ppo",
+    algo: Annotated[str, typer.Option(help="ppo, rloo or grpo.", callback=_one_of("ppo", "rloo", "grpo"))] = "ppo",
     limit: Limit = None,
     config: ConfigFile = None,
     max_steps: MaxSteps = None,
@@ -449,7 +465,7 @@ def train_ppo(
     from cai.train.rl import train_rl
 
     overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
-    if algo == "ppo" and overrides.pop("max_steps") is not None:
+    if algo == "ppo" and overrides.pop("max_steps", None) is not None:
         raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
     _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
                       rule_model, rule_weight), out_dir)
@@ -838,6 +854,51 @@ def bench_http(
     local = EngineConfig(local_model or engine.tokenizer_path(), max_model_len=engine.max_model_len,
                          engine_args=engine.engine_args)
     print(json.dumps(http_overhead(prompts, local, engine, sampling, limit, chunk_size), indent=2))
+# ---- cai init and cai run: a starter project, and a whole run from one pipeline file -------------
+
+
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="The project folder (new, or without the starter's files).")]):
+    """Write a starter project: a commented pipeline.yaml for the whole path on the default model,
+    the default constitution with its few-shot files, and demo prompts. Overwrites nothing."""
+    from cai.starter import init_project
+
+    for path in init_project(folder):
+        out.print(f"wrote {path}")
+    out.print(f"next: cd {folder} && cai run pipeline.yaml")
+
+
+@app.command("run")
+def run_pipeline(
+    pipeline: Annotated[Path, typer.Argument(help="The pipeline file (`cai init` writes one).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (each stage done / to do / changed, and its output); run nothing.")] = False,
+    start: Annotated[Optional[str], typer.Option("--from", help="Begin at this stage; the earlier ones are left as they are.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="End after this stage.")] = None,
+    force: Annotated[Optional[list[str]], typer.Option("--force", help="Redo this stage, done or changed (repeatable); the stages that read its output follow.")] = None,
+):
+    """Run a pipeline file's stages in order, each as its cai command: done ones are skipped, an
+    interrupted one resumes, one whose settings changed is refused unless --force STAGE."""
+    from cai import pipeline as runner
+    from cai.pipeline_file import read_pipeline
+
+    try:
+        loaded = read_pipeline(pipeline)
+    except InvalidFile as e:
+        _problems(e, pipeline)
+    steps = runner.plan(loaded, start, until, tuple(force or ()))
+    if dry_run:
+        runner.show(steps, loaded, out)
+        return
+    flags = (["--debug"] if _debug else []) + ([] if progress_settings["enabled"] else ["--quiet"])
+    summary = runner.run(loaded, steps, flags)
+    table = Table(title="cai run")
+    table.add_column("stage")
+    table.add_column("what happened")
+    for name, what in summary:
+        table.add_row(name, what)
+    out.print(table)
+    run = os.path.relpath(loaded.run)
+    out.print(f"manifest: {os.path.join(run, 'manifest.json')}; the page of it all: cai report {run}")
 
 
 def main() -> None:

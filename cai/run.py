@@ -138,10 +138,11 @@ class RunDir:
         for tmp in [*self.path.glob(f".*{TMP}"), *self.path.glob(f"*.chunks/.*{TMP}")]:
             tmp.unlink(missing_ok=True)
 
-    def record_stage(self, stage: str, info: dict) -> None:
+    def record_stage(self, stage: str, info: dict, section: str = "stages") -> None:
+        """A stage's entry in the manifest (`cai run` keeps its own records in section 'pipeline')."""
         with self.locked():  # the job's own lock (taken again), or refused if another job holds it
             manifest = self.manifest()
-            manifest["stages"][stage] = {**info, "versions": package_versions()}
+            manifest.setdefault(section, {})[stage] = {**info, "versions": package_versions()}
             atomic_write(self.manifest_path, lambda f: json.dump(manifest, f, indent=2))
 
 

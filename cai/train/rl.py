@@ -94,6 +94,10 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
         check_same_tokenizer(tokenizer, reward_tokenizer, policy, reward_model)
         config = build_config(PPOConfig, out, config_file, {"kl_coef": kl_coef, **overrides})
         ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False) for c in conversations]
+        batch = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        if len(ids) < batch:  # TRL's PPO would wait forever for a first full batch
+            raise CaiError(f"PPO takes batches of {batch} prompts and {prompts} gives {len(ids)}: "
+                           "give more prompts or a smaller --batch-size")
         dataset = Dataset.from_dict({"input_ids": ids})
         trainer = PPOTrainer(
             args=config,
