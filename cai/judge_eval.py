@@ -72,7 +72,7 @@ def summarize_binary(p: list[float], labels: list[float], groups: list[str] | No
     """Probabilities `p` (a rule model's or a judge's) against labels (soft or hard): agreement
     on which side of 0.5 each falls, and calibration; with `groups` (e.g. rule ids), per group too."""
     agree = [a if b > 0.5 else 1 - a for a, b in zip(p, labels)]  # p of the label's side
-    hits = [correct(a) for a in agree]
+    hits = [1.0 if (a > 0.5) == (b > 0.5) else 0.0 for a, b in zip(p, labels)]
     _, ece = calibration(agree, bins)
 
     def share(values):

@@ -1,10 +1,7 @@
-"""A real Ray cluster on this machine for tests, on 127.0.0.1 only.
+"""A real Ray cluster on this machine for tests: a head and one more node, 127.0.0.1 only.
 
-Ray replaces a loopback --node-ip-address with the machine's routable address unless it is told
-that the cluster is a single machine (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which also forbids a
-second node process): tests may send traffic to loopback addresses alone, so the cluster is one
-head node with the CPUs of two. The node is a `ray start --block` process in a session of its own,
-so stopping the cluster kills exactly the processes it started (by their session), and nothing else.
+Each node is a `ray start --block` process in a session of its own, so stopping the cluster kills
+exactly the processes it started (by their session), and nothing else on the machine.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
-LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def free_port() -> int:
@@ -28,22 +24,24 @@ def free_port() -> int:
 
 
 class RayCluster:
-    def __init__(self, tmp: Path, cpus: int = 2):
+    def __init__(self, tmp: Path, cpus_per_node: int = 1):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--block", "--disable-usage-stats"]
-        env = {**os.environ, **LOOPBACK_ONLY}
+        common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--block", "--disable-usage-stats"]
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         logs = open(tmp / "ray.log", "w")
         self.nodes = [subprocess.Popen([RAY, "start", "--head", "--port", str(self.port), "--include-dashboard", "false",
                                         "--temp-dir", str(tmp / "ray"), *common],
                                        stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=env)]
         self._wait_for_nodes(1)
+        self.nodes.append(subprocess.Popen([RAY, "start", "--address", self.address, *common],
+                                           stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=env))
+        self._wait_for_nodes(2)
 
-    def _wait_for_nodes(self, n: int, timeout: float = 300) -> None:
+    def _wait_for_nodes(self, n: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True,
-                                  env={**os.environ, **LOOPBACK_ONLY})
+            done = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True)
             if done.returncode == 0 and done.stdout.count("node_") >= n:
                 return
             time.sleep(1)

@@ -49,10 +49,6 @@ class RayExecutor:
         self.config = config
 
     def _connect(self):
-        if self.config.ray_address is None:
-            # A Ray of our own on this machine: keep it on 127.0.0.1 (Ray otherwise advertises the
-            # machine's routable address), which a single-machine Ray allows.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
@@ -62,7 +58,7 @@ class RayExecutor:
             forwarded = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") or k in ("CAI_API_KEY", "OPENAI_API_KEY")}
             env = {**WORKER_ENV, **forwarded}
             try:
-                ray.init(address=self.config.ray_address, include_dashboard=False, log_to_driver=False,
+                ray.init(address=self.config.ray_address or "local", include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": env, "py_modules": [os.path.dirname(cai.__file__)]})
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise CaiError(f"could not reach the Ray cluster at {self.config.ray_address}: {e}") from None
