@@ -104,7 +104,7 @@ def train_rules(data: Path, model: str, out: Path, config_file: Path | None = No
                                     data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
     result = trainer.train()
     save(trainer.model, tokenizer, out)
-    return record.done(result.metrics)
+    return record.done(result.metrics, trainer.state.log_history)
 
 
 class RuleModel:
