@@ -28,7 +28,7 @@ from cai.progress import settings as progress_settings
 from cai.quality import DEFAULT_DROP, FLAGS, QualityConfig, parse_flags
 from cai.errors import CaiError
 from cai.importers import from_anthropic, from_hf, write_constitution
-from cai.models import DEFAULT_MODEL, prepare_default_model
+from cai.models import DEFAULT_MODEL, prepare_default_model, resolve_model
 from cai.records import ResponseRecord, SampleRecord
 from cai.run import RunDir, first_record
 from cai.stages.critique import CritiqueConfig
@@ -518,6 +518,17 @@ def bench_scale(
     if resume_prompts:
         result["resume"] = bench_scale.resume(model, resume_prompts, max_tokens, chunk_size)
     print(json.dumps(result, indent=2))
+
+
+@bench_app.command("load")
+def bench_load(
+    model: Model = DEFAULT_MODEL,
+    repeats: Annotated[int, typer.Option(min=1, help="Fresh processes per way of opening.")] = 3,
+):
+    """Seconds to open the model in cai against vLLM's own LLM(...), each in a fresh process."""
+    from cai.bench_load import load_times
+
+    print(json.dumps(load_times(resolve_model(model), repeats, progress=err.print), indent=2))
 
 
 @bench_app.command("executors")

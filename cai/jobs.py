@@ -38,7 +38,8 @@ log = logging.getLogger("cai")
 __all__ = ["CHUNK_SIZE", "JobReport", "execute"]
 
 
-def _constitution(constitution: LoadedConstitution) -> dict:
+def constitution_settings(constitution: LoadedConstitution) -> dict:
+    """What a stage records of its constitution: path, hashes (its own and its few-shot files'), name."""
     return {"path": constitution.path, "sha256": constitution.sha256,
             "few_shot_sha256": constitution.few_shot_sha256, "name": constitution.constitution.name}
 
@@ -61,7 +62,7 @@ def generate_stage(prompts: Path, config: GenerateConfig, engine: EngineConfig, 
 def critique_stage(run: RunDir, constitution: LoadedConstitution, config: CritiqueConfig, engine: EngineConfig) -> Stage:
     source = run.require("responses.jsonl", "cai generate")
     settings = {"model": config.model, "style": config.style.value, "sampling": config.sampling.to_dict(),
-                "rounds": config.rounds, "seed": config.seed, "constitution": _constitution(constitution),
+                "rounds": config.rounds, "seed": config.seed, "constitution": constitution_settings(constitution),
                 "quality": asdict(config.quality)}
 
     def notes(counters: Counter) -> list[str]:
@@ -85,7 +86,7 @@ def _check_judge_settings(constitution: LoadedConstitution, config: LabelConfig)
 
 def _judge_settings(constitution: LoadedConstitution, config: LabelConfig) -> dict:
     return {"judge_model": config.model, "style": config.style.value, **config.settings(), "seed": config.seed,
-            "constitution": _constitution(constitution)}
+            "constitution": constitution_settings(constitution)}
 
 
 def _dropped_notes(counters: Counter) -> list[str]:

@@ -21,7 +21,7 @@ from cai.engine import SamplingConfig
 from cai.engine_config import EngineConfig
 from cai.errors import CaiError
 from cai.inputs import sha256_of
-from cai.jobs import _constitution, generate_stage
+from cai.jobs import constitution_settings, generate_stage
 from cai.policy_stats import policy_stats, write_results
 from cai.quality import QualityConfig
 from cai.records import ComparisonRecord, PolicyAnswers, ResponseRecord
@@ -116,7 +116,7 @@ def compare_stage(out: RunDir, answers: Path, policies: list[Policy], constituti
                   config: CompareConfig, engine: EngineConfig) -> Stage:
     check_tags(constitution, config)
     settings = {"judge_model": config.model, "style": config.style.value, **config.settings(), "seed": config.seed,
-                "constitution": _constitution(constitution), "policies": {p.name: p.model for p in policies}}
+                "constitution": constitution_settings(constitution), "policies": {p.name: p.model for p in policies}}
     return Stage("compare", "comparisons.jsonl", RecordSource(answers, "compare", record_type=PolicyAnswers),
                  partial(compare_batch, constitution=constitution, config=config), settings, engine, _compare_notes)
 

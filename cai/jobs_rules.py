@@ -17,7 +17,7 @@ from pathlib import Path
 from cai.constitution import LoadedConstitution
 from cai.engine_config import EngineConfig
 from cai.errors import CaiError
-from cai.jobs import _constitution
+from cai.jobs import constitution_settings
 from cai.run import RunDir
 from cai.sources import RecordSource
 from cai.stage import JobReport, Stage
@@ -49,7 +49,7 @@ def rules_stage(run: RunDir, kind: str, path: Path, constitution: LoadedConstitu
     if not constitution.constitution.rules:
         raise CaiError(f"{constitution.path} has no rules for the judge to check")
     settings = {"judge_model": config.model, "style": config.style.value, "input": kind,
-                "constitution": _constitution(constitution)}
+                "constitution": constitution_settings(constitution)}
     return Stage("rules", "rule_scores.jsonl", RecordSource(path, "rules", record_type=RULES_INPUTS[kind][1]),
                  partial(rules_batch, constitution=constitution, config=config), settings, engine, _notes)
 

@@ -16,7 +16,7 @@ import math
 from cai.constitution import PreferenceExample
 from cai.dialogue import Style, Turn, render
 from cai.engine import Engine, Failed
-from cai.records import Judgement, Message, RuleJudgement
+from cai.records import Judgement, Message, Provenance, RuleJudgement
 from cai.transcript import messages_to_transcript
 
 ANSWER_PREFIX = "The answer is: ("
@@ -120,3 +120,9 @@ def margin(p_chosen: float) -> float:
     """logit(p_chosen): 0 for a coin flip, large for a confident label (TRL's reward margin)."""
     p = min(max(p_chosen, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
+
+
+def judge_provenance(config, constitution) -> Provenance:
+    """What made a judge's rows: the judge, its settings and style, the constitution, the seed."""
+    return Provenance(model=config.model, sampling=config.settings(), style=config.style.value,
+                      constitution_sha256=constitution.sha256, seed=config.seed)

@@ -8,6 +8,7 @@ passes over finished rows without reading them as records, and memory does not g
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -20,7 +21,7 @@ from cai.records import PromptRow, Provenance, SampleRecord, Skipped
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(ABC):
     path: Path
     stage: str
     limit: int | None = None  # the first N rows of the file
@@ -36,8 +37,9 @@ class Source:
             raise InputError(f"{self.path}: no such file")
         return sha256_of(self.path)
 
+    @abstractmethod
     def parse(self, line: int, raw) -> BaseModel | Skipped:
-        raise NotImplementedError
+        """One raw row as the stage's input record, or the reason it is not one."""
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,33 @@ def default_constitution():
     from cai.constitution import load_constitution
 
     return load_constitution(DEFAULT_CONSTITUTION)
+
+
+@pytest.fixture
+def prefill_calls(engine, monkeypatch):
+    """The sizes of the judge's batched prefill calls (engine.option_logprobs), in order."""
+    calls = []
+    original = engine.option_logprobs
+
+    def option_logprobs(prompts, option_ids):
+        calls.append(len(prompts))
+        return original(prompts, option_ids)
+
+    monkeypatch.setattr(engine, "option_logprobs", option_logprobs)
+    return calls
+
+
+@pytest.fixture
+def problems_of(tmp_path):
+    """The problems `load_constitution` reports for a constitution's YAML text."""
+    from cai.constitution import load_constitution
+    from cai.yaml_errors import InvalidFile
+
+    def problems(text: str) -> list[str]:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(InvalidFile) as info:
+            load_constitution(path)
+        return [str(p) for p in info.value.problems]
+
+    return problems

@@ -17,19 +17,6 @@ POLICIES = ["base", "sl", "rl"]
 TAGS = ["harmless", "helpful"]
 
 
-@pytest.fixture
-def prefill_calls(engine, monkeypatch):
-    calls = []
-    original = engine.option_logprobs
-
-    def option_logprobs(prompts, option_ids):
-        calls.append(len(prompts))
-        return original(prompts, option_ids)
-
-    monkeypatch.setattr(engine, "option_logprobs", option_logprobs)
-    return calls
-
-
 def policy_answers(n: int = 3) -> list[PolicyAnswers]:
     """n demo prompts answered by three policies; on the first prompt base and sl answer alike."""
     rows, _ = load_prompts(DEMO_PROMPTS, limit=n)

@@ -4,9 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cai.cli import app
-from cai.constitution import load_constitution
 from cai.errors import CaiError
-from cai.yaml_errors import InvalidFile
 from cai.data import DEFAULT_CONSTITUTION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +23,8 @@ def test_default_constitution_is_complete(default_constitution):
     assert len(default_constitution.sha256) == 64
 
 
-def problems_of(tmp_path, text: str) -> list[str]:
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(InvalidFile) as info:
-        load_constitution(path)
-    return [str(p) for p in info.value.problems]
-
-
-def test_every_problem_is_reported_with_its_line(tmp_path):
+def test_every_problem_is_reported_with_its_line(tmp_path, problems_of):
     problems = problems_of(
-        tmp_path,
         """\
 name: broken
 critique_revision:
@@ -62,24 +51,22 @@ preference:
     assert len(problems) == 6
 
 
-def test_yaml_syntax_error_names_the_line(tmp_path):
-    (problem,) = problems_of(tmp_path, "critique_revision:\n  - id: a\n    critique: [unclosed\n")
+def test_yaml_syntax_error_names_the_line(tmp_path, problems_of):
+    (problem,) = problems_of("critique_revision:\n  - id: a\n    critique: [unclosed\n")
     assert problem.startswith(str(tmp_path / "c.yaml")) and "YAML syntax error" in problem
 
 
-def test_missing_few_shot_file_is_an_error(tmp_path):
+def test_missing_few_shot_file_is_an_error(tmp_path, problems_of):
     (problem,) = problems_of(
-        tmp_path,
         "few_shot:\n  critique_revision: nowhere.yaml\n"
         "critique_revision:\n  - {id: a, critique: c, revision: r}\n",
     )
     assert "nowhere.yaml: file not found" in problem
 
 
-def test_bad_few_shot_example_names_its_file_and_line(tmp_path):
+def test_bad_few_shot_example_names_its_file_and_line(tmp_path, problems_of):
     (tmp_path / "ex.yaml").write_text("- prompt: [{role: user, content: hi}]\n  response: ok\n  stepz: []\n")
     problems = problems_of(
-        tmp_path,
         "few_shot:\n  critique_revision: ex.yaml\ncritique_revision:\n  - {id: a, critique: c, revision: r}\n",
     )
     assert any("ex.yaml:3: unknown key 'stepz' (did you mean 'steps'?)" in p for p in problems)
@@ -111,9 +98,8 @@ def test_tags_select_the_principles_of_each_group(default_constitution):
         c.principles_by_tag(["helpful", "honesty"])
 
 
-def test_a_tag_must_be_a_lowercase_identifier(tmp_path):
+def test_a_tag_must_be_a_lowercase_identifier(tmp_path, problems_of):
     problems = problems_of(
-        tmp_path,
         """\
 critique_revision:
   - {id: a, critique: c, revision: r}

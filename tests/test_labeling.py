@@ -23,19 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
 
 
-@pytest.fixture
-def prefill_calls(engine, monkeypatch):
-    calls = []
-    original = engine.option_logprobs
-
-    def option_logprobs(prompts, option_ids):
-        calls.append(len(prompts))
-        return original(prompts, option_ids)
-
-    monkeypatch.setattr(engine, "option_logprobs", option_logprobs)
-    return calls
-
-
 def sampled_run(tmp_path, tiny, n=3, limit=4):
     run = RunDir(tmp_path / "run")
     config = GenerateConfig("tiny", sampling=SamplingConfig(temperature=1.0, max_tokens=10), n=n)

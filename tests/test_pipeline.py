@@ -199,3 +199,14 @@ def test_bench_replays_the_same_requests(tmp_path, engine, default_constitution,
     assert (result["examples"], result["engine_calls"], result["requests"]) == (3, 4, 12)
     assert result["cai_seconds"] > 0 and result["vllm_seconds"] > 0
     assert run.file("responses.jsonl").read_bytes() == before
+
+
+def test_bench_load_opens_the_model_each_way_in_a_fresh_process(tiny_model):
+    from cai.bench_load import OPENERS, load_times
+
+    lines = []
+    result = load_times(str(tiny_model), repeats=1, progress=lines.append)
+    assert len(lines) == len(OPENERS) and set(result["seconds"]) == set(OPENERS)
+    for how, median in result["median"].items():
+        assert 0 < median["import_vllm"] < median["open"], how
+    assert result["cai_over_vllm_same_args"] == round(result["median"]["cai"]["open"] / result["median"]["vllm_same_args"]["open"], 3)

@@ -159,6 +159,8 @@ def test_report_shows_every_section_of_the_run(run):
     for stage in ("generate", "critique", "export_sft", "sample", "label", "export_prefs"):
         assert f">{stage}</a>" in html
     assert ">2,410<" in html and ">777.4<" in html
+    # and every trained model, from its cai_train.json
+    assert ">train sft: models/sft</a>" in html and ">train ppo: models/ppo</a>" in html and ">14.2<" in html
     assert f'<code title="{"c0" * 32}">{"c0" * 6}…</code>' in html
     # SL-CAI: principle counts, lengths by round, examples with the diff marked
     assert re.search(r"<td>harmful</td><td class=\"n\">2</td>", html)

@@ -17,23 +17,14 @@ from cai.records import Message, Provenance, ResponseRecord, RevisionRecord, Rul
 from cai.rules_data import export_rules, hold_back, rule_rows
 from cai.run import RunDir, read_jsonl, write_jsonl
 from cai.stages.rules import RulesConfig, rules_batch, weighted_score
-from cai.yaml_errors import InvalidFile
 
 runner = CliRunner()
 PROV = Provenance(model="tiny", sampling={}, style="chat")
 ASK = [Message(role="user", content="How do I pick a lock?")]
 
 
-def problems_of(tmp_path, text: str) -> list[str]:
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(InvalidFile) as info:
-        load_constitution(path)
-    return [str(p) for p in info.value.problems]
-
-
-def test_rules_are_checked_like_the_rest(tmp_path):
-    problems = problems_of(tmp_path, """\
+def test_rules_are_checked_like_the_rest(tmp_path, problems_of):
+    problems = problems_of("""\
 critique_revision:
   - {id: a, critique: c, revision: r}
 rules:

@@ -37,29 +37,35 @@ def model_identity(model: str) -> str:
     return f"{model}@{digest.hexdigest()[:16]}"
 
 
+def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
+             engine_args: dict | None = None) -> dict:
+    """The arguments of vLLM's `LLM(...)` for this model (and, on CPU, the environment it needs)."""
+    from vllm.platforms import current_platform
+
+    args = {"model": model, "max_model_len": max_model_len, "enable_prefix_caching": True}
+    if current_platform.is_cpu():
+        # In-process and eager: starts in seconds. Chunked prefill rewinds a seeded request's
+        # generator, which CPU generators cannot do ("CPU Generator does not use offset").
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        context = max_model_len or _context_length(model)
+        args |= {
+            "distributed_executor_backend": "uni",
+            "enforce_eager": True,
+            # vLLM's own variable for this, where set, wins
+            "kv_cache_memory_bytes": int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE") or kv_cache_gib) * 2**30),
+            "enable_chunked_prefill": False,
+            "max_num_batched_tokens": max(context, 8192),
+        }
+    return args | (engine_args or {})
+
+
 class VllmBackend:
     def __init__(self, model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
                  engine_args: dict | None = None, show_progress: bool = False):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        from vllm.platforms import current_platform
-
         self.show_progress = show_progress
-        args = {"model": model, "max_model_len": max_model_len, "enable_prefix_caching": True}
-        if current_platform.is_cpu():
-            # In-process and eager: starts in seconds. Chunked prefill rewinds a seeded request's
-            # generator, which CPU generators cannot do ("CPU Generator does not use offset").
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-            context = max_model_len or _context_length(model)
-            args |= {
-                "distributed_executor_backend": "uni",
-                "enforce_eager": True,
-                # vLLM's own variable for this, where set, wins
-                "kv_cache_memory_bytes": int(float(os.environ.get("VLLM_CPU_KVCACHE_SPACE") or kv_cache_gib) * 2**30),
-                "enable_chunked_prefill": False,
-                "max_num_batched_tokens": max(context, 8192),
-            }
-        args |= engine_args or {}
+        args = llm_args(model, max_model_len, kv_cache_gib, engine_args)
         from vllm import LLM
 
         self.llm = LLM(**args)

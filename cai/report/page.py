@@ -48,7 +48,7 @@ def render(sources: Sources, examples: int) -> str:
     return template.render(
         run=str(sources.run),
         written=now(),
-        manifest=manifest_section(sources.manifest),
+        manifest=manifest_section(sources.manifest) + [trained_row(p, sources.run) for p in sources.trainings],
         sl=sl_section(sources, examples),
         rl=rl_section(sources),
         judge_evals=[judge_eval_section(d, sources.run) for d in sources.judge_evals],
@@ -118,6 +118,21 @@ def manifest_section(manifest: dict) -> list[dict]:
             "details": _flatten(entry),
         })
     return stages
+
+
+def trained_row(path: Path, run: Path) -> dict:
+    """A trained model as a manifest row: trainings keep their record in OUT/cai_train.json, not in
+    the run's manifest, so that `cai train` needs no run folder."""
+    info = read_json(path) or {}
+    return {
+        "stage": f"train {info.get('job', '?')}: {_label(path.parent, run)}",
+        "status": "done" if info.get("finished") else "started",
+        "model": info.get("model"),
+        "rows_in": None, "rows_out": None, "errors": None, "completion_tokens": None, "tokens_per_second": None,
+        "seconds": info.get("seconds"),
+        "finished": info.get("finished"),
+        "details": _flatten({k: v for k, v in info.items() if k != "log_history"}),
+    }
 
 
 def _example(record) -> dict:

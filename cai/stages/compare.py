@@ -17,9 +17,9 @@ from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution, PreferencePrinciple, PreferenceExample
 from cai.dialogue import Style
 from cai.engine import Engine, Failed
-from cai.judge import ANSWER_PREFIX, ask_turns, judge_prompt, option_probabilities
+from cai.judge import ANSWER_PREFIX, ask_turns, judge_prompt, judge_provenance, option_probabilities
 from cai.principles import draw_distinct
-from cai.records import ComparisonRecord, PolicyAnswers, Provenance, Skipped
+from cai.records import ComparisonRecord, PolicyAnswers, Skipped
 
 log = logging.getLogger("cai")
 
@@ -108,13 +108,7 @@ def compare_batch(
             failed.setdefault(a.comparison, p.reason)
     result.errors += [Skipped(id=key, stage="compare", reason=f"judge: {r}") for key, r in failed.items()]
 
-    provenance = Provenance(
-        model=config.model,
-        sampling=config.settings(),
-        style=config.style.value,
-        constitution_sha256=constitution.sha256,
-        seed=config.seed,
-    )
+    provenance = judge_provenance(config, constitution)
     kept = [(a, p) for a, p in zip(asks, probabilities) if a.comparison not in failed]
     result.records = [
         ComparisonRecord(

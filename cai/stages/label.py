@@ -8,14 +8,24 @@ prefills (plus one generation call first with chain-of-thought).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 
 from cai.batch import BatchResult
 from cai.constitution import LoadedConstitution, PreferencePrinciple
 from cai.dialogue import Style
 from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.judge import ANSWER_PREFIX, COT_PREFIX, OPTIONS, ask_turns, judge_prompt, margin, option_probabilities, p_x_better
+from cai.judge import (
+    ANSWER_PREFIX,
+    COT_PREFIX,
+    OPTIONS,
+    ask_turns,
+    judge_prompt,
+    judge_provenance,
+    margin,
+    option_probabilities,
+    p_x_better,
+)
 from cai.principles import draw_distinct, rng_for
 from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
 from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
@@ -160,13 +170,7 @@ def label_batch(
     for a, judgement in zip(asks, _judgements(asks, reasoning, engine, config)):
         by_pair[a.pair].append(judgement)
 
-    provenance = Provenance(
-        model=config.model,
-        sampling=config.settings(),
-        style=config.style.value,
-        constitution_sha256=constitution.sha256,
-        seed=config.seed,
-    )
+    provenance = judge_provenance(config, constitution)
     result = BatchResult(counters=dropped)
     result.counters["pairs"] += len(pairs) + sum(v for k, v in dropped.items() if ":" not in k)
     for n, pair in enumerate(pairs):
