@@ -102,10 +102,14 @@ def _main(
         handlers=[RichHandler(console=err, show_path=False, show_time=False) if err.is_terminal else plain],
     )
     if not debug:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        # The libraries' own chatter (vLLM, torch's C++ and Python warnings, transformers' and
+        # accelerate's notes) stays out of the progress display; set here, stages inherit it.
+        for variable, value in (("VLLM_LOGGING_LEVEL", "ERROR"), ("TORCH_CPP_LOG_LEVEL", "ERROR"), ("TORCH_LOGS", "-all"),
+                                ("TRANSFORMERS_VERBOSITY", "error")):
+            os.environ.setdefault(variable, value)
         warnings.filterwarnings("ignore")
-        for noisy in ("vllm", "transformers", "httpx"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        for noisy in ("vllm", "transformers", "accelerate", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _report(reports: list[jobs.JobReport], max_error_rate: float = 1.0) -> None:

@@ -65,7 +65,7 @@ class VllmBackend:
                  engine_args: dict | None = None, show_progress: bool = False):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.show_progress = show_progress
-        args = llm_args(model, max_model_len, kv_cache_gib, engine_args)
+        args = {"use_tqdm_on_load": show_progress} | llm_args(model, max_model_len, kv_cache_gib, engine_args)
         from vllm import LLM
 
         self.llm = LLM(**args)
