@@ -1,6 +1,11 @@
-"""A real Ray cluster on this machine for tests: a head and one more node, 127.0.0.1 only.
+"""A real Ray cluster on this machine for tests, on 127.0.0.1 only: one head node.
 
-Each node is a `ray start --block` process in a session of its own, so stopping the cluster kills
+Ray 2.60 replaces `--node-ip-address 127.0.0.1` with the machine's routable address, unless
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (its single-machine mode, the default on macOS and Windows),
+which keeps every Ray process on loopback but refuses a second node. So the cluster is one node
+with a CPU per replica; the processes that join it (the cai driver) need `env` too.
+
+The node is a `ray start --block` process in a session of its own, so stopping the cluster kills
 exactly the processes it started (by their session), and nothing else on the machine.
 """
 
@@ -24,29 +29,40 @@ def free_port() -> int:
 
 
 class RayCluster:
-    def __init__(self, tmp: Path, cpus_per_node: int = 1):
+    def __init__(self, tmp: Path, cpus: int = 2):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--block", "--disable-usage-stats"]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        logs = open(tmp / "ray.log", "w")
-        self.nodes = [subprocess.Popen([RAY, "start", "--head", "--port", str(self.port), "--include-dashboard", "false",
-                                        "--temp-dir", str(tmp / "ray"), *common],
-                                       stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=env)]
+        self.env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        with open(tmp / "ray.log", "w") as logs:
+            self.nodes = [subprocess.Popen(
+                [RAY, "start", "--head", "--port", str(self.port), "--node-ip-address", "127.0.0.1",
+                 "--num-cpus", str(cpus), "--include-dashboard", "false", "--temp-dir", str(tmp / "ray"),
+                 "--block", "--disable-usage-stats"],
+                stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=self.env)]
         self._wait_for_nodes(1)
-        self.nodes.append(subprocess.Popen([RAY, "start", "--address", self.address, *common],
-                                           stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=env))
-        self._wait_for_nodes(2)
 
     def _wait_for_nodes(self, n: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True)
+            done = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True,
+                                  env=self.env)
             if done.returncode == 0 and done.stdout.count("node_") >= n:
                 return
             time.sleep(1)
         self.stop()
         raise RuntimeError(f"the Ray cluster did not reach {n} nodes in {timeout} s")
+
+    def listening(self) -> set[str]:
+        """The addresses this cluster's processes listen on."""
+        import psutil
+
+        found = set()
+        for pid in self.processes(""):
+            try:
+                found |= {c.laddr.ip for c in psutil.Process(pid).net_connections("inet") if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                continue
+        return found
 
     def processes(self, name: str) -> list[int]:
         """PIDs of this cluster's processes whose title starts with `name` (e.g. 'ray::Replica')."""

@@ -1,6 +1,6 @@
-"""The Ray executor on a real two-node cluster on this machine: `cai critique --executor ray
---replicas 2` writes the same bytes as the local executor, also when an actor is SIGKILLed
-in the middle of a chunk (Ray restarts it and the chunk is done again from its start)."""
+"""The Ray executor on a real Ray cluster on this machine (127.0.0.1 only): `cai critique
+--executor ray --replicas 2` writes the same bytes as the local executor, also when an actor is
+SIGKILLed in the middle of a chunk (Ray restarts it and the chunk is done again from its start)."""
 
 import os
 import signal
@@ -14,20 +14,18 @@ from cai.data import DEMO_PROMPTS
 from ray_cluster import RayCluster
 
 pytest.importorskip("ray")
-# Ray 2.60 advertises the machine's routable address even when told --node-ip-address 127.0.0.1, and
-# tests here may send traffic to loopback addresses only: the cluster tests run where that is allowed.
-pytestmark = pytest.mark.skipif(os.environ.get("CAI_TEST_RAY_CLUSTER") != "1",
-                                reason="set CAI_TEST_RAY_CLUSTER=1 to start a two-node Ray cluster on this machine")
 
 
-def cai(*args, **kwargs):
+def cai(*args, env=None):
     return subprocess.run([sys.executable, "-m", "cai", "--quiet", *args], capture_output=True, text=True,
-                          timeout=600, **kwargs)
+                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    listening = cluster.listening()
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening  # loopback only
     yield cluster
     cluster.stop()
     assert cluster.processes("") == []
@@ -54,7 +52,7 @@ def test_ray_executor_writes_what_the_local_one_does(tmp_path, cluster, local_ru
     run = tmp_path / "run"
     run.mkdir()
     (run / "responses.jsonl").write_bytes((local_run / "responses.jsonl").read_bytes())
-    done = cai(*ray_critique(run, cluster, tiny_model))
+    done = cai(*ray_critique(run, cluster, tiny_model), env=cluster.env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "revisions.jsonl").read_bytes() == (local_run / "revisions.jsonl").read_bytes()
 
@@ -64,7 +62,7 @@ def test_an_actor_killed_mid_chunk_is_restarted_and_the_output_is_unchanged(tmp_
     run.mkdir()
     (run / "responses.jsonl").write_bytes((local_run / "responses.jsonl").read_bytes())
     job = subprocess.Popen([sys.executable, "-m", "cai", "--quiet", *ray_critique(run, cluster, tiny_model)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
     chunks = run / "revisions.jsonl.chunks"
     deadline = time.monotonic() + 300
     while job.poll() is None and time.monotonic() < deadline and not list(chunks.glob("*.done.json")):

@@ -49,6 +49,10 @@ class RayExecutor:
         self.config = config
 
     def _connect(self):
+        if not self.config.ray_address:
+            # A Ray instance of this job's own: Ray's single-machine mode keeps it on 127.0.0.1
+            # (read when Ray is imported); else Ray listens on the machine's routable address.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
