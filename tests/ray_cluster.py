@@ -32,7 +32,9 @@ class RayCluster:
     def __init__(self, tmp: Path, cpus: int = 2):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        # without a token: Ray turns token authentication on by itself where ~/.ray/auth_token exists
+        self.env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+                    "RAY_USAGE_STATS_ENABLED": "0"}
         with open(tmp / "ray.log", "w") as logs:
             self.nodes = [subprocess.Popen(
                 [RAY, "start", "--head", "--port", str(self.port), "--node-ip-address", "127.0.0.1",

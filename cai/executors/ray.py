@@ -58,6 +58,14 @@ class RayExecutor:
         except ImportError:
             raise CaiError("--executor ray needs Ray: pip install 'cai[ray]'") from None
         if not ray.is_initialized():
+            if self.config.ray_address:
+                # As `ray start` does: with a token at hand (~/.ray/auth_token, RAY_AUTH_TOKEN) and
+                # RAY_AUTH_MODE unset, its cluster requires the token, which ray.init would not send.
+                from ray._private.authentication.authentication_token_setup import (
+                    maybe_enable_token_auth_if_token_available,
+                )
+
+                maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
             # vLLM's settings and the API key (for actors that call servers) go to the actors too
             forwarded = {k: v for k, v in os.environ.items() if k.startswith("VLLM_") or k in ("CAI_API_KEY", "OPENAI_API_KEY")}
             env = {**WORKER_ENV, **forwarded}
