@@ -44,10 +44,14 @@ def rule_rows(records: list[RuleScoreRecord], constitution: LoadedConstitution) 
 
 
 def hold_back(rows: list[RuleRow], share: float, seed: int = 0) -> tuple[list[RuleRow], list[RuleRow]]:
-    """(kept, held back): each prompt id is held back with probability `share`, all its rows together."""
+    """(kept, held back): `share` of the prompt ids (rounded, and at least one where the share is
+    above 0 and there are two ids or more) are held back, all the rows of an id together; which
+    ids is a seeded draw, so the same rows and seed hold back the same ids."""
     if not 0 <= share < 1:
         raise CaiError("--heldout must be at least 0 and below 1")
-    held = {row.id for row in rows if rng_for(seed, row.id, "heldout").random() < share}
+    ids = sorted({row.id for row in rows}, key=lambda i: rng_for(seed, i, "heldout").random())
+    n = min(max(round(share * len(ids)), 1 if share > 0 else 0), max(len(ids) - 1, 0))
+    held = set(ids[:n])
     return [r for r in rows if r.id not in held], [r for r in rows if r.id in held]
 
 

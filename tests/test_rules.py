@@ -13,7 +13,7 @@ from cai.data import DEFAULT_CONSTITUTION
 from cai.dialogue import Style
 from cai.errors import CaiError
 from cai.judge import rule_question_text
-from cai.records import Message, Provenance, ResponseRecord, RevisionRecord, RuleScoreRecord, SampleRecord, Step
+from cai.records import Message, Provenance, ResponseRecord, RevisionRecord, RuleRow, RuleScoreRecord, SampleRecord, Step
 from cai.rules_data import export_rules, hold_back, rule_rows
 from cai.run import RunDir, read_jsonl, write_jsonl
 from cai.stages.rules import RulesConfig, rules_batch, weighted_score
@@ -125,6 +125,16 @@ def test_a_constitution_without_rules_is_refused(engine, inputs, tmp_path):
         rules_batch(inputs, engine, load_constitution(path), RulesConfig("tiny"))
 
 
+def test_a_held_out_share_holds_back_that_share_of_prompts_and_never_all_or_none():
+    rows = [RuleRow(prompt=[Message(role="user", content="q")], completion=[Message(role="assistant", content="a")],
+                    rule_id="r", rule="r", weight=1.0, label=0.5, id=f"p{i}", response_index=0) for i in range(10)]
+    for share, n in ((0.2, 2), (0.01, 1), (0.5, 5), (0.99, 9), (0.0, 0)):
+        kept, held = hold_back(rows, share, seed=1)
+        assert (len(held), len(kept)) == (n, 10 - n), share
+    assert hold_back(rows, 0.2, seed=1) == hold_back(rows, 0.2, seed=1)
+    assert {r.id for r in hold_back(rows, 0.5, seed=1)[1]} != {r.id for r in hold_back(rows, 0.5, seed=2)[1]}
+
+
 def test_export_rules_shape_holdout_and_command(tmp_path, scored):
     batch, constitution = scored
     rows = rule_rows(batch.records, constitution)
@@ -137,6 +147,7 @@ def test_export_rules_shape_holdout_and_command(tmp_path, scored):
 
     kept, held = hold_back(rows, 0.5, seed=3)
     assert len(kept) + len(held) == len(rows) and not {r.id for r in kept} & {r.id for r in held}
+    assert len({r.id for r in held}) == round(len({r.id for r in rows}) * 0.5)  # that share of the prompts
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()

@@ -75,7 +75,7 @@ def load_jsonl(path: Path, columns: tuple[str, ...] | None = None, made_by: str 
         raise CaiError(f"{path}: no such file")
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     if not text.strip():
-        raise CaiError(f"{path}: no rows to train on")
+        raise CaiError(f"{path}: the file holds no rows")
     if columns is None:
         return load_dataset("json", data_files=str(path), split="train")
     try:
