@@ -153,5 +153,6 @@ def curves(groups: dict[str, dict[str, tuple[list[float], list[float]]]]) -> str
         for key, (steps, values) in series.items():
             ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=short(key, 28))
         ax.set(title=name, xlabel="step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.legend(fontsize=7)
     return _png(fig)
