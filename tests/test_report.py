@@ -108,8 +108,9 @@ def run(tmp_path) -> Path:
         "export_sft": {"output": "sft.jsonl", "rows_in": 3, "rows_out": 3, "flags_dropped": {"meta": 1}},
         "sample": {"model": "runs/sl-cai", "n": 2, "status": "running"},  # interrupted: no counts yet
         "label": {"judge_model": "smollm2-135m-instruct", "principles_per_pair": 2, "status": "done", "rows_in": 4,
-                  "pairs": 5, "identical_pairs_dropped": 1, "errors": 1, "rows_out": 3,
-                  "flagged_pairs_dropped": {"repetition": 0}, "engine": ENGINE},
+                  "errors": 1, "rows_out": 3, "engine": ENGINE,
+                  "counters": {"pairs": 5, "identical_pairs_dropped": 1, "flagged_pairs_dropped": 1,
+                               "flagged_pairs_dropped: repetition": 1, "chunk_seconds": 2.5}},
         "export_prefs": {"min_confidence": 0.5, "rows_in": 3, "rows_out": 3},
     }})
     # `cai eval judge --out RUN/eval-judge`: summary.json and judgements.jsonl
@@ -168,6 +169,8 @@ def test_report_shows_every_section_of_the_run(run):
     assert "<del>here is how you could do it quietly</del><ins>talk to a mediator</ins>." in html
     # RL-CAI: the pair accounting from the manifest, agreement as defined in stats.ensemble_agreement
     assert re.search(r"identical pairs dropped</td><td class=\"n\">1<", html)
+    assert re.search(r"pairs of answers</td><td class=\"n\">5<", html)
+    assert re.search(r"flagged_pairs_dropped: repetition \(label\)</td><td class=\"n\">1<", html)
     assert re.search(r"all principles pick the same answer</td><td class=\"n\">0.6667<", html)
     assert "unreadable rows skipped: 1" in html
     # evals: the judge's summary, both tags' Elo tables and the win-rate matrix

@@ -170,6 +170,7 @@ def sl_section(sources: Sources, examples: int) -> dict | None:
 
 def _pair_accounting(manifest: dict) -> list[tuple[str, object]]:
     label = manifest["stages"].get("label") or {}
+    label = {**_dict(label.get("counters")), **label}  # the stage keeps its pair counts in `counters`
     export = manifest["stages"].get("export_prefs") or {}
     rows = [
         ("pairs of answers", label.get("pairs")),

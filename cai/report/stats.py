@@ -91,11 +91,13 @@ def ensemble_agreement(preferences: list[PreferenceRecord]) -> dict | None:
 
 def drop_counts(manifest: dict) -> list[tuple[str, str, int]]:
     """(stage, what, count) for every count of rows left out or flagged that the manifest records:
-    keys such as `identical_pairs_dropped`, `stopped_early`, or per-flag dicts like `flagged`."""
+    keys such as `identical_pairs_dropped`, `stopped_early`, or per-flag dicts like `flagged`, in
+    a stage's entry or in its chunk `counters` (where label counts `flagged_pairs_dropped`)."""
     found = []
     pattern = re.compile(r"dropped|flag|left_out|stopped|skipped")
     for stage, entry in manifest.get("stages", {}).items():
-        for key, value in entry.items():
+        counters = entry.get("counters") if isinstance(entry.get("counters"), dict) else {}
+        for key, value in [*entry.items(), *counters.items()]:
             if not pattern.search(key):
                 continue
             if isinstance(value, bool):
