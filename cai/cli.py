@@ -103,9 +103,11 @@ def _main(
     )
     if not debug:
         # The libraries' own chatter (vLLM, torch's C++ and Python warnings, transformers' and
-        # accelerate's notes) stays out of the progress display; set here, stages inherit it.
+        # accelerate's notes, the Hub libraries' loading bars; the trainers' own progress bar
+        # stays) is kept out of the progress display; set here, stages inherit it.
         for variable, value in (("VLLM_LOGGING_LEVEL", "ERROR"), ("TORCH_CPP_LOG_LEVEL", "ERROR"), ("TORCH_LOGS", "-all"),
-                                ("TRANSFORMERS_VERBOSITY", "error")):
+                                ("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                                ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")):
             os.environ.setdefault(variable, value)
         warnings.filterwarnings("ignore")
         for noisy in ("vllm", "transformers", "accelerate", "httpx"):

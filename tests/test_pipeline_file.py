@@ -235,7 +235,8 @@ def test_a_killed_run_resumes_without_redoing_finished_stages(tmp_path, tiny_mod
     done = cai("--quiet", "run", "pipeline.yaml", cwd=project)
     assert done.returncode == 0, done.stderr[-3000:]
     # the libraries' own chatter (vLLM, torch, transformers) stays hidden without --debug
-    for chatter in ("Loading safetensors", "Triton not available", "NUMA binding", "newly initialized"):
+    for chatter in ("Loading safetensors", "Triton not available", "NUMA binding", "newly initialized",
+                    "Loading weights", "Generating train split"):
         assert chatter not in done.stderr, chatter
     assert {name: (run / name).stat().st_mtime_ns for name in finished} == finished
     records = json.loads((run / "manifest.json").read_text())["pipeline"]
