@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 
+from cai.children import cai_env
 from cai.errors import CaiError
 
 TIMER = "import time; start = time.perf_counter()\n"
@@ -34,7 +35,7 @@ ENV = "import os; os.environ.setdefault('VLLM_ENABLE_V1_MULTIPROCESSING', '0'); 
 
 def _once(model: str, how: str) -> dict:
     code = TIMER + ENV + f"MODEL = {model!r}\n" + IMPORT + OPENERS[how] + REPORT
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=cai_env())
     if done.returncode != 0:
         raise CaiError(f"{how}: exit {done.returncode}: {done.stderr.strip()[-1500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cai.children import cai_env
+
 
 def synthetic_prompts(path: Path, n: int) -> Path:
     with path.open("w") as f:
@@ -35,7 +37,7 @@ def _command(prompts: Path, run: Path, model: str, max_tokens: int, chunk_size: 
 def _measured(args: list[str], kill_when=None) -> tuple[float, float, bool]:
     """Seconds, peak RSS in MiB, and whether `kill_when()` came true and the process was killed."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cai_env())
     killed = False
     while kill_when and proc.poll() is None:
         if kill_when():

@@ -772,14 +772,12 @@ def _answer_in_subprocess(policy, run_dir: RunDir, options: list[str]) -> None:
     holds one in-process vLLM engine at most (two break each other), and this one may hold the judge's."""
     import subprocess
 
-    import cai
+    from cai.children import cai_env
 
     argv = [sys.executable, "-m", "cai", *(["--debug"] if _debug else []), *([] if progress_settings["enabled"] else ["--quiet"]),
             "generate", "--run", str(run_dir.path), "--model", policy.model, *SAMPLING.argv(policy.sampling), *options]
-    here = str(Path(cai.__file__).resolve().parent.parent)  # the child runs this very code
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     err.print(f"policy {policy.name}: {' '.join(argv[1:])}", highlight=False, markup=False)
-    code = subprocess.run(argv, env=env).returncode
+    code = subprocess.run(argv, env=cai_env()).returncode
     if code:
         raise CaiError(f"policy {policy.name}'s answers failed (cai generate exited {code}); {run_dir.path} keeps "
                        "every finished chunk: run the same command again to resume")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
 import zlib
 from collections.abc import Iterator

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import signal
-import site
 import subprocess
 import sys
 import time
@@ -27,14 +25,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.table import Table
 
-import cai
+from cai.children import cai_env
 from cai.errors import CaiError
 from cai.pipeline_file import SPECS, Pipeline, PlannedStage, _hint
-from cai.run import RunDir, atomic_write, now
+from cai.run import ProcessLock, RunDir, atomic_write, now
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 SECTION = "pipeline"  # the manifest's section of `cai run`'s records
@@ -148,11 +145,9 @@ def run(pipeline: Pipeline, steps: list[Step], flags: list[str]) -> list[tuple[s
     refuse_changed(steps)
     rundir = RunDir(pipeline.run)
     pipeline.run.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(pipeline.run / ".pipeline.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise CaiError(f"{pipeline.run} is in use by another `cai run`; wait for it to end") from None
+    lock = ProcessLock(pipeline.run / ".pipeline.lock")  # the run folder's kind of lock: it dies with us
+    if not lock.acquire():
+        raise CaiError(f"{pipeline.run} is in use by another `cai run`; wait for it to end")
     summary, ids = [], {}
     try:
         to_run = [s for s in steps if s.runs]
@@ -201,7 +196,7 @@ def _run_stage(pipeline: Pipeline, step: Step, flags: list[str]) -> int:
     err.print(f"[dim]cd {pipeline.base} && cai {' '.join(words)}[/dim]")
     stdout = subprocess.PIPE if stage.spec.kind == "stdout" else None
     proc = subprocess.Popen([sys.executable, "-m", "cai", *flags, *words], cwd=pipeline.base, stdout=stdout,
-                            text=True, env=_same_cai(), preexec_fn=_die_with_parent)
+                            text=True, env=cai_env(), preexec_fn=_die_with_parent)
     try:
         captured, _ = proc.communicate()
     except BaseException:  # Ctrl-C: the stage stops too, and is resumed next time
@@ -212,16 +207,6 @@ def _run_stage(pipeline: Pipeline, step: Step, flags: list[str]) -> int:
         atomic_write(stage.output, lambda f: f.write(captured))
         sys.stdout.write(captured)
     return proc.returncode
-
-
-def _same_cai() -> dict:
-    """The environment of a stage: it imports this very `cai` (a source checkout's too, from any
-    folder); an installed one is found as it is."""
-    root = str(Path(cai.__file__).resolve().parent.parent)
-    if root in {str(Path(p).resolve()) for p in site.getsitepackages()}:
-        return dict(os.environ)
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def _die_with_parent() -> None:

@@ -11,7 +11,6 @@ no key is written anywhere. The server-killing test comes last: it leaves one se
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading

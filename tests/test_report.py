@@ -306,7 +306,6 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
 def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution, tiny):
     """The tiny model through generate, critique, sample, label and eval judge: the report reads
     what the stages really write (their rows and manifest), not only the hand-written rows above."""
-    from cai import jobs
     from cai.data import DEMO_PROMPTS
     from cai.engine import SamplingConfig
     from cai.run import RunDir

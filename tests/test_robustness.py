@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import stage_runs
-from cai import jobs
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
 from cai.records import Message, ResponseRecord
