@@ -30,7 +30,8 @@ from rich.table import Table
 
 from cai.children import cai_env
 from cai.errors import CaiError
-from cai.pipeline_file import SPECS, Pipeline, PlannedStage, _hint
+from cai.pipeline_file import SPECS, Pipeline, PlannedStage
+from cai.yaml_errors import did_you_mean
 from cai.run import ProcessLock, RunDir, atomic_write, now
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -53,7 +54,7 @@ def _check_names(pipeline: Pipeline, names: list[str], flag: str) -> None:
     for name in names:
         if name not in planned:
             where = "names no stage" if name not in SPECS else "is not a stage of this file"
-            raise CaiError(f"{flag} {name}: {where}{_hint(name, planned)}; its stages: {', '.join(planned)}")
+            raise CaiError(f"{flag} {name}: {where}{did_you_mean(name, planned)}; its stages: {', '.join(planned)}")
 
 
 def plan(pipeline: Pipeline, start: str | None = None, until: str | None = None,

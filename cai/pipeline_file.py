@@ -11,7 +11,6 @@ are relative to the file's folder, where every stage runs.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from cai.data import DEFAULT_CONSTITUTION
 from cai.inputs import sha256_of
 from cai.models import DEFAULT_MODEL
 from cai.stage import fingerprint
-from cai.yaml_errors import InvalidFile, Problem, line_of, load_yaml
+from cai.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,6 @@ def _usage_error():
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
-def _hint(word: str, choices) -> str:
-    match = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
 class _Reader:
     """Reads one pipeline file, collecting every problem before giving up."""
 
@@ -151,7 +145,7 @@ class _Reader:
             raise InvalidFile([Problem(self.file, 1, "a pipeline file must be a YAML mapping of stages and settings")])
         for key in data:
             if key not in TOP_KEYS and key not in SPECS:
-                hint = _hint(key, [*TOP_KEYS, *SPECS]) or f"; the stages are {', '.join(SPECS)}"
+                hint = did_you_mean(key, [*TOP_KEYS, *SPECS]) or f"; the stages are {', '.join(SPECS)}"
                 self.problem((key,), f"unknown key '{key}'{hint}")
         base = self.path.resolve().parent
         run_text = data.get("run")
@@ -196,7 +190,7 @@ class _Reader:
             for key in section:
                 if key not in allowed[name]:
                     extra = "; the model is the top-level `model:`" if key == "model" else ""
-                    self.problem((name, key), f"unknown {name} option '{key}'{_hint(key, allowed[name])}{extra}")
+                    self.problem((name, key), f"unknown {name} option '{key}'{did_you_mean(key, allowed[name])}{extra}")
 
     def stage(self, spec, data, context, sections, values_of, base: Path, run_text: str) -> PlannedStage | None:
         """One stage's options, resolved and parsed by its command; its problems are collected, and
@@ -211,7 +205,7 @@ class _Reader:
                 bad.add(key)
             elif key not in params:
                 known = [k for k in params if k not in MANAGED]
-                self.problem((spec.name, key), f"unknown {spec.name} option '{key}'{_hint(key, known)} "
+                self.problem((spec.name, key), f"unknown {spec.name} option '{key}'{did_you_mean(key, known)} "
                                                f"(`cai {' '.join(spec.command)} --help` lists them)")
                 bad.add(key)
         values, origin, deps = {}, {}, [r for r in spec.reads if r in data]
@@ -331,7 +325,7 @@ class _Reader:
             if key is None and name in context:
                 return str(context[name])
             if name not in SPECS:
-                raise _Unresolved(f"'{{{name}}}' names no stage{_hint(name, [*SPECS, 'run', 'model', 'constitution'])}")
+                raise _Unresolved(f"'{{{name}}}' names no stage{did_you_mean(name, [*SPECS, 'run', 'model', 'constitution'])}")
             if name not in values_of:
                 later = list(SPECS).index(name) >= list(SPECS).index(spec.name)
                 raise _Unresolved(f"'{{{name}}}' names {'a later stage' if later else 'a stage this file leaves out'}; "

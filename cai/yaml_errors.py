@@ -98,6 +98,12 @@ def line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'X'?)' for the choice closest to a misspelt word, or nothing."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
 def validation_problems(
     error: ValidationError, model: type[BaseModel], file: str, node: yaml.Node | None
 ) -> list[Problem]:
@@ -107,10 +113,7 @@ def validation_problems(
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
-            message = f"unknown key '{loc[-1]}'"
-            hint = difflib.get_close_matches(str(loc[-1]), _field_names(model), n=1)
-            if hint:
-                message += f" (did you mean '{hint[0]}'?)"
+            message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], _field_names(model))}"
         elif err["type"] == "missing":
             message = f"missing key '{loc[-1]}'"
         else:
