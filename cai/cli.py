@@ -767,6 +767,11 @@ POLICIES_ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "serve
                                 parse={"engine_args": parse_engine_args}, skip=("model",))
 
 
+def _child_flags() -> list[str]:
+    """This command's --debug and --quiet, for the cai commands it starts."""
+    return (["--debug"] if _debug else []) + ([] if progress_settings["enabled"] else ["--quiet"])
+
+
 def _answer_in_subprocess(policy, run_dir: RunDir, options: list[str]) -> None:
     """`cai generate OPTIONS` for one policy in a fresh process, as a user would run it: a process
     holds one in-process vLLM engine at most (two break each other), and this one may hold the judge's."""
@@ -774,8 +779,8 @@ def _answer_in_subprocess(policy, run_dir: RunDir, options: list[str]) -> None:
 
     from cai.children import cai_env
 
-    argv = [sys.executable, "-m", "cai", *(["--debug"] if _debug else []), *([] if progress_settings["enabled"] else ["--quiet"]),
-            "generate", "--run", str(run_dir.path), "--model", policy.model, *SAMPLING.argv(policy.sampling), *options]
+    argv = [sys.executable, "-m", "cai", *_child_flags(), "generate", "--run", str(run_dir.path),
+            "--model", policy.model, *SAMPLING.argv(policy.sampling), *options]
     err.print(f"policy {policy.name}: {' '.join(argv[1:])}", highlight=False, markup=False)
     code = subprocess.run(argv, env=cai_env()).returncode
     if code:
@@ -848,6 +853,8 @@ def eval_policies(
     _report(reports + [report], max_error_rate)
     print_tables(stats, out)
     out.print(f"eval policies: {out_run.file('eval.json')}, plots in {out_run.path}")
+
+
 # -- cai bench http: the HTTP backend against the in-process engine, on the same requests -------
 
 
@@ -869,6 +876,8 @@ def bench_http(
     local = EngineConfig(local_model or engine.tokenizer_path(), max_model_len=engine.max_model_len,
                          engine_args=engine.engine_args)
     print(json.dumps(http_overhead(prompts, local, engine, sampling, limit, chunk_size), indent=2))
+
+
 # ---- cai init and cai run: a starter project, and a whole run from one pipeline file -------------
 
 
@@ -904,8 +913,7 @@ def run_pipeline(
     if dry_run:
         runner.show(steps, loaded, out)
         return
-    flags = (["--debug"] if _debug else []) + ([] if progress_settings["enabled"] else ["--quiet"])
-    summary = runner.run(loaded, steps, flags)
+    summary = runner.run(loaded, steps, _child_flags())
     table = Table(title="cai run")
     table.add_column("stage")
     table.add_column("what happened")
