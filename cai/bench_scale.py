@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from cai.children import cai_env
+from cai.errors import CaiError
 
 
 def synthetic_prompts(path: Path, n: int) -> Path:
@@ -48,7 +49,7 @@ def _measured(args: list[str], kill_when=None) -> tuple[float, float, bool]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 and not killed:
-        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-1500:]}")
+        raise CaiError(f"{' '.join(args[2:])} failed:\n{proc.stderr.read().decode()[-1500:].strip()}")
     return time.perf_counter() - start, usage.ru_maxrss / 1024, killed
 
 
@@ -108,5 +109,13 @@ def throughput(model: str, n: int, executors: dict[str, list[str]], max_tokens: 
         base = next(iter(result))
         for name in result:
             result[name]["vs_" + base] = round(result[name]["rows_per_second"] / result[base]["rows_per_second"] - 1, 4)
+            # bytes: rows through a server name the served model, so there only the texts can match
             result[name]["identical_output"] = outputs[name] == outputs[base]
+            result[name]["same_texts"] = _same_texts(outputs[name], outputs[base])
     return result
+
+
+def _same_texts(a: bytes, b: bytes) -> float:
+    """The share of rows whose response is the same in both outputs."""
+    texts = [[json.loads(line)["response"] for line in out.splitlines()] for out in (a, b)]
+    return round(sum(x == y for x, y in zip(*texts)) / max(len(texts[1]), 1), 4)

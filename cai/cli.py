@@ -545,7 +545,8 @@ def bench_executors(
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     ray_address: Annotated[Optional[str], typer.Option(help="A Ray cluster (default: one started here).")] = None,
     server: Annotated[Optional[list[str]], typer.Option(help="Also through these OpenAI-compatible servers of --model.")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="With --server: the tokenizer folder.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="With --server: the tokenizer folder (default: --model).")] = None,
+    served_model: Annotated[Optional[str], typer.Option(help="With --server: the name the servers serve --model by (default: --model).")] = None,
 ):
     """The same requests on the in-process engine, the Ray executor (one replica) and, with --server,
     the HTTP backend: throughput while computing chunks, against the in-process engine."""
@@ -553,8 +554,9 @@ def bench_executors(
 
     ray = ["--executor", "ray", "--replicas", "1"] + (["--ray-address", ray_address] if ray_address else [])
     executors = {"local": [], "ray": ray}
-    if server:
-        executors["http"] = [a for url in server for a in ("--server", url)] + (["--tokenizer", tokenizer] if tokenizer else [])
+    if server:  # the last --model given is the one cai generate takes
+        executors["http"] = ([a for url in server for a in ("--server", url)] + ["--tokenizer", tokenizer or model]
+                             + ["--model", served_model or model])
     print(json.dumps(bench_scale.throughput(model, prompts, executors, max_tokens, chunk_size), indent=2))
 
 

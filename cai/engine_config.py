@@ -8,7 +8,7 @@ settings but never a server's URL or an API key.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cai.cache import RequestCache
@@ -41,6 +41,7 @@ class EngineConfig:
     engine_args: dict = field(default_factory=dict, metadata={"help": "Any vLLM engine argument, KEY=VALUE (repeatable), e.g. tensor_parallel_size=2."})
     concurrency: int = field(default=64, metadata={"help": "With --server: requests in flight.", "min": 1})
     timeout: float = field(default=600.0, metadata={"help": "With --server: seconds before a request is retried elsewhere.", "min": 1.0})
+    threads: int | None = field(default=None, metadata={"help": "On CPU: the threads vLLM computes with (default: as many as torch uses here). The sampled tokens depend on it, so Ray replicas use this process's count.", "min": 1})
     kv_cache_gib: float = 4.0  # on CPU only: vLLM would otherwise reserve most of the RAM
     show_progress: bool = False  # vLLM's own progress bars (with --debug)
 
@@ -63,7 +64,17 @@ class EngineConfig:
     def record(self) -> dict:
         """What the manifest keeps: no URLs, no secrets."""
         return {"model": self.model, "backend": self.backend, "engine_args": self.engine_args,
-                "servers": len(self.servers), "tokenizer": self.tokenizer, **self.identity()}
+                "servers": len(self.servers), "tokenizer": self.tokenizer, "threads": self.threads, **self.identity()}
+
+    def for_replicas(self) -> EngineConfig:
+        """This config as another process must open it to compute what this one would: on CPU the
+        numbers, and so the sampled tokens, depend on the thread count, and a Ray actor would
+        otherwise compute with as many threads as it has CPUs."""
+        if self.servers or self.threads:
+            return self
+        import torch
+
+        return replace(self, threads=torch.get_num_threads())
 
     def open(self, cache: Path | None = None) -> Engine:
         log.info("opening %s on %s", self.model, f"{len(self.servers)} server(s)" if self.servers else "in-process vLLM")
@@ -87,4 +98,4 @@ class EngineConfig:
         from cai.backends.vllm_local import VllmBackend
 
         return VllmBackend(resolve_model(self.model), self.max_model_len, self.kv_cache_gib,
-                           self.engine_args, self.show_progress)
+                           self.engine_args, self.show_progress, self.threads)

@@ -1,9 +1,12 @@
-"""The Ray executor on a real Ray cluster on this machine (127.0.0.1 only): `cai critique
---executor ray --replicas 2` writes the same bytes as the local executor, also when an actor is
-SIGKILLed in the middle of a chunk (Ray restarts it and the chunk is done again from its start)."""
+"""The Ray executor on a real Ray cluster on this machine (a head and one more node, each of one
+CPU, on 127.0.0.1 only): `cai critique --executor ray --replicas 2` (an actor on each node) writes the same bytes as the local executor, also when an actor is
+SIGKILLed in the middle of a chunk (Ray restarts it and the chunk is done again from its start).
+On CPU an actor computes with the driver's thread count, not the one CPU Ray gives it: the tiny
+model's tokens do not change with the count, but the request cache's keys name it."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -48,13 +51,21 @@ def ray_critique(run, cluster, tiny_model):
             "--model", str(tiny_model), "--executor", "ray", "--ray-address", cluster.address, "--replicas", "2"]
 
 
-def test_ray_executor_writes_what_the_local_one_does(tmp_path, cluster, local_run, tiny_model):
+def cache_keys(run) -> set[str]:
+    with sqlite3.connect(run / "cache.sqlite") as db:
+        return {key for (key,) in db.execute("SELECT key FROM requests")}
+
+
+def test_ray_executor_writes_what_the_local_one_does_on_as_many_threads(tmp_path, cluster, local_run, tiny_model):
+    assert os.cpu_count() > 1, "on one core every thread count is 1: nothing to tell apart"
     run = tmp_path / "run"
     run.mkdir()
     (run / "responses.jsonl").write_bytes((local_run / "responses.jsonl").read_bytes())
     done = cai(*ray_critique(run, cluster, tiny_model), env=cluster.env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "revisions.jsonl").read_bytes() == (local_run / "revisions.jsonl").read_bytes()
+    # each actor has 1 CPU, yet asked what the local run (on all cores) asked, thread count included
+    assert cache_keys(run) and cache_keys(run) <= cache_keys(local_run)
 
 
 def test_an_actor_killed_mid_chunk_is_restarted_and_the_output_is_unchanged(tmp_path, cluster, local_run, tiny_model):

@@ -38,8 +38,10 @@ def model_identity(model: str) -> str:
 
 
 def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
-             engine_args: dict | None = None) -> dict:
-    """The arguments of vLLM's `LLM(...)` for this model (and, on CPU, the environment it needs)."""
+             engine_args: dict | None = None, threads: int | None = None) -> dict:
+    """The arguments of vLLM's `LLM(...)` for this model (and, on CPU, the environment and the
+    thread count it needs)."""
+    import torch
     from vllm.platforms import current_platform
 
     args = {"model": model, "max_model_len": max_model_len, "enable_prefix_caching": True}
@@ -48,6 +50,8 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
         # generator, which CPU generators cannot do ("CPU Generator does not use offset").
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        if threads:  # before vLLM's CPU worker makes torch.set_num_threads a no-op
+            torch.set_num_threads(threads)
         context = max_model_len or _context_length(model)
         args |= {
             "distributed_executor_backend": "uni",
@@ -62,16 +66,19 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
 
 class VllmBackend:
     def __init__(self, model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
-                 engine_args: dict | None = None, show_progress: bool = False):
+                 engine_args: dict | None = None, show_progress: bool = False, threads: int | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.show_progress = show_progress
-        args = {"use_tqdm_on_load": show_progress} | llm_args(model, max_model_len, kv_cache_gib, engine_args)
+        args = {"use_tqdm_on_load": show_progress} | llm_args(model, max_model_len, kv_cache_gib, engine_args, threads)
+        import torch
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
         self.context_length = self.llm.llm_engine.model_config.max_model_len
-        self.identity = model_identity(model)
+        # on CPU the thread count decides the numbers: cached answers of another count do not fit
+        self.identity = model_identity(model) + (f"@cpu-threads:{torch.get_num_threads()}" if current_platform.is_cpu() else "")
 
     def _run(self, prompts: list[list[int]], params: list):
         from vllm.inputs import TokensPrompt

@@ -3,8 +3,9 @@
 Each replica is an actor that opens its engine once (an in-process vLLM on its GPUs, or an HTTP
 client to the servers) and runs the stage's own batch function on whole chunks, through the same
 `compute_chunk` as the local executor, writing the chunk files into the run folder (which must be
-on storage every node sees). A chunk starts from a cold prefix cache and is committed whole, so
-the output is the same, byte for byte, as the local executor's. An actor that dies is restarted
+on storage every node sees). A chunk starts from a cold prefix cache and is committed whole, and
+on CPU an actor computes with as many threads as the driver would (`EngineConfig.for_replicas`),
+so the output is the same, byte for byte, as the local executor's. An actor that dies is restarted
 and its chunk is done again from the start; the driver keeps only a few chunks in flight per
 replica, so memory does not grow with the input.
 """
@@ -39,9 +40,6 @@ class Replica:
         from cai.stage import compute_chunk
 
         return compute_chunk(self.batch, self.engine, work, self.store)
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 class RayExecutor:
@@ -80,6 +78,10 @@ class RayExecutor:
         ray = self._connect()
         actor = ray.remote(num_cpus=self.config.cpus_per_replica, num_gpus=self.config.gpus_per_replica,
                            max_restarts=-1, max_task_retries=-1)(Replica)
+        engine = stage.engine.for_replicas()
+        if engine.threads != stage.engine.threads:
+            log.info("each replica computes with %d threads, as this process would (on CPU the sampled "
+                     "tokens depend on it; --threads sets it)", engine.threads)
         replicas = []
         pending: dict = {}
         try:
@@ -92,7 +94,7 @@ class RayExecutor:
                         exhausted = True
                         break
                     if len(replicas) < self.config.replicas:  # actors start only if there is work
-                        replicas.append(actor.remote(stage.engine, str(cache), stage.batch, str(store.output)))
+                        replicas.append(actor.remote(engine, str(cache), stage.batch, str(store.output)))
                     replica = replicas[work.index % len(replicas)]
                     pending[replica.run.remote(work)] = work.index
                 if not pending:
