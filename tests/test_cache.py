@@ -1,5 +1,5 @@
 """The request cache: several processes write to one run folder's cache at once, and a broken
-cache file is only moved aside (it is a cache)."""
+cache file is only moved aside (it is a cache); answers computed in another dtype are never served."""
 
 import multiprocessing
 import sqlite3
@@ -38,3 +38,28 @@ def test_a_file_that_is_no_database_is_moved_aside(tmp_path, caplog):
     assert aside.read_bytes().startswith(b"\x13\x37")
     (message,) = [r.getMessage() for r in caplog.records if "not a usable cache" in r.getMessage()]
     assert "\n" not in message
+
+
+def test_answers_cached_under_one_dtype_are_not_given_to_another(tmp_path, tiny_model):
+    """The in-process engine's cache keys name the model's dtype (and on CPU the thread count):
+    another run folder with the same cache asks again when the dtype differs, not when it agrees."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from cai.data import DEMO_PROMPTS
+
+    def generate(run, *extra):
+        if run.name != "first":
+            run.mkdir()
+            shutil.copy(tmp_path / "first" / "cache.sqlite", run / "cache.sqlite")
+        done = subprocess.run([sys.executable, "-m", "cai", "--quiet", "generate", "--prompts", str(DEMO_PROMPTS),
+                               "--limit", "4", "--model", str(tiny_model), "--run", str(run), "--max-tokens", "4", *extra],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((run / "manifest.json").read_text())["stages"]["generate"]["engine"]["cached"]
+
+    assert generate(tmp_path / "first") == 0
+    assert generate(tmp_path / "same") == 4
+    assert generate(tmp_path / "float32", "--engine-arg", "dtype=float32") == 0

@@ -77,8 +77,9 @@ class VllmBackend:
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
         self.context_length = self.llm.llm_engine.model_config.max_model_len
-        # on CPU the thread count decides the numbers: cached answers of another count do not fit
-        self.identity = model_identity(model) + (f"@cpu-threads:{torch.get_num_threads()}" if current_platform.is_cpu() else "")
+        # the dtype, and on CPU the thread count, decide the numbers: cached answers of others do not fit
+        dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self.identity = f"{model_identity(model)}@{dtype}" + (f"@cpu-threads:{torch.get_num_threads()}" if current_platform.is_cpu() else "")
 
     def _run(self, prompts: list[list[int]], params: list):
         from vllm.inputs import TokensPrompt
