@@ -41,7 +41,6 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
              engine_args: dict | None = None, threads: int | None = None) -> dict:
     """The arguments of vLLM's `LLM(...)` for this model (and, on CPU, the environment and the
     thread count it needs)."""
-    import torch
     from vllm.platforms import current_platform
 
     args = {"model": model, "max_model_len": max_model_len, "enable_prefix_caching": True}
@@ -51,6 +50,8 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         if threads:  # before vLLM's CPU worker makes torch.set_num_threads a no-op
+            import torch
+
             torch.set_num_threads(threads)
         context = max_model_len or _context_length(model)
         args |= {
