@@ -125,8 +125,8 @@ def _report(reports: list[jobs.JobReport], max_error_rate: float = 1.0) -> None:
             str(r.rows_in),
             str(r.rows_out),
             str(len(r.skipped)),
-            str(stats.completion_tokens) if stats else "-",
-            f"{stats.tokens_per_second:.0f}" if stats else "-",
+            str(stats.completion_tokens) if stats and stats.requests else "-",
+            f"{stats.tokens_per_second:.0f}" if stats and stats.requests else "-",
         )
     out.print(table)
     for r in reports:

@@ -54,9 +54,12 @@ class EngineConfig:
 
     def identity(self) -> dict:
         """What, besides the model's name, decides a stage's output (part of its settings
-        fingerprint): with --server, the tokenizer's fingerprint; never a URL."""
+        fingerprint): in-process, the model's files, dtype, engine arguments and CPU thread count;
+        with --server, the tokenizer's fingerprint; never a URL."""
         if not self.servers:
-            return {}
+            from cai.backends.vllm_local import local_identity
+
+            return local_identity(resolve_model(self.model), self.engine_args, self.threads)
         from cai.backends.openai_http import tokenizer_identity
 
         return {"tokenizer_fingerprint": tokenizer_identity(self.tokenizer_path())}

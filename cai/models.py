@@ -8,6 +8,7 @@ that need it at the same time wait for one conversion (a file lock) instead of r
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -24,6 +25,17 @@ _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def cai_home() -> Path:
     return Path(os.environ.get("CAI_HOME", Path.home() / ".cache" / "cai"))
+
+
+def files_fingerprint(folder: Path) -> str:
+    """A fingerprint of a model folder's files (names, sizes, modification times): new weights
+    saved into the same folder change it, and it costs no reading of gigabytes."""
+    digest = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.is_file():
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def resolve_model(name: str) -> str:

