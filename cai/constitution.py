@@ -11,12 +11,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from cai.errors import CaiError
 from cai.inputs import sha256_of
 from cai.records import Message
-from cai.yaml_errors import InvalidFile, Problem, line_of, load_yaml, validation_problems
+from cai.yaml_errors import (
+    InvalidFile,
+    Problem,
+    line_of,
+    load_yaml,
+    validation_problems,
+)
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

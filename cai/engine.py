@@ -31,7 +31,7 @@ class SamplingConfig:
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature.", "min": 0.0})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling.", "min": 0.0, "max": 1.0})
     max_tokens: int = field(default=256, metadata={"help": "Most tokens generated per request.", "min": 1})
-    seed: int = field(default=0, metadata={"help": "Seeds principle draws and sampling."})
+    seed: int = field(default=0, metadata={"help": "Seeds sampling: each request gets its own seed from it and the request."})
 
     def to_dict(self) -> dict:
         return asdict(self)

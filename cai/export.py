@@ -11,7 +11,14 @@ from typing import Generic, TypeVar
 from cai.errors import CaiError
 from cai.judge import margin
 from cai.quality import DEFAULT_DROP, union
-from cai.records import Message, PreferenceRecord, PromptRow, Provenance, RevisionRecord, SftRow
+from cai.records import (
+    Message,
+    PreferenceRecord,
+    PromptRow,
+    Provenance,
+    RevisionRecord,
+    SftRow,
+)
 
 R = TypeVar("R")
 

@@ -25,7 +25,13 @@ from cai.inputs import load_conversations, load_pairs, sha256_of
 from cai.judge import p_x_better
 from cai.judge_eval import summarize
 from cai.quality import DEFAULT_DROP
-from cai.records import Judgement, PreferenceRecord, ResponseRecord, RevisionRecord, SampleRecord
+from cai.records import (
+    Judgement,
+    PreferenceRecord,
+    ResponseRecord,
+    RevisionRecord,
+    SampleRecord,
+)
 from cai.run import RunDir, atomic_write, now, read_jsonl, write_jsonl
 from cai.sources import PairSource, PromptSource, RecordSource
 from cai.stage import CHUNK_SIZE, JobReport, Stage, execute
@@ -153,8 +159,9 @@ def export_sft(
     drop_flags: tuple[str, ...] = DEFAULT_DROP,
     keep_flagged: bool = False,
 ) -> JobReport:
+    source = run.require("revisions.jsonl", "cai critique")  # before the lock: a mistyped --run is not created
     with run.locked():
-        records = read_jsonl(run.require("revisions.jsonl", "cai critique"), RevisionRecord)
+        records = read_jsonl(source, RevisionRecord)
         filtered = sft_rows(records, all_rounds, drop_flags, keep_flagged)
         rows, notes = filtered.rows, [n for n in [filtered.note()] if n]
         if mix is not None:
@@ -180,8 +187,9 @@ def export_prefs(run: RunDir, output: Path | None = None, min_confidence: float 
     if not 0.5 <= min_confidence <= 1:
         raise CaiError("--min-confidence must be between 0.5 and 1")
     human = _human_pairs(mix) if mix else []  # read first: a bad --mix file stops before any writing
+    source = run.require("preferences.jsonl", "cai label")  # before the lock: a mistyped --run is not created
     with run.locked():
-        records = read_jsonl(run.require("preferences.jsonl", "cai label"), PreferenceRecord)
+        records = read_jsonl(source, PreferenceRecord)
         confident = [r for r in records if r.p_chosen >= min_confidence]
         filtered = filter_prefs(confident, drop_flags, keep_flagged)
         rows, added = mix_prefs(filtered.rows, human, mix_ratio, seed) if mix else (filtered.rows, 0)

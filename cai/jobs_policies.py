@@ -9,8 +9,8 @@ DIR/eval.json and the plots. DIR's manifest records which model each policy name
 
 from __future__ import annotations
 
-from collections import Counter
 import typing
+from collections import Counter
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path

@@ -23,6 +23,7 @@ from cai.sources import RecordSource
 from cai.stage import JobReport, Stage
 from cai.stages.rules import RULES_INPUTS, RulesConfig, rules_batch
 
+
 def rules_input(run: RunDir, kind: str | None) -> tuple[str, Path]:
     """The input `--input` names, or, without it, the one file of the run folder there is (samples
     before revisions before responses when there are several)."""

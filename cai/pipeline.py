@@ -31,8 +31,8 @@ from rich.table import Table
 from cai.children import cai_env
 from cai.errors import CaiError
 from cai.pipeline_file import SPECS, Pipeline, PlannedStage
-from cai.yaml_errors import did_you_mean
 from cai.run import ProcessLock, RunDir, atomic_write, now
+from cai.yaml_errors import did_you_mean
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 SECTION = "pipeline"  # the manifest's section of `cai run`'s records

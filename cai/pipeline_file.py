@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -21,54 +21,12 @@ from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
 from cai.inputs import sha256_of
 from cai.models import DEFAULT_MODEL, files_fingerprint
+from cai.options import ENGINE, EXECUTOR
+from cai.registry import SPECS, STAGES, StageSpec
 from cai.stage import fingerprint
 from cai.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    name: str
-    command: tuple[str, ...]  # the `cai` subcommand it runs
-    output: str  # what "{name}" stands for, in the run folder
-    kind: str  # chunks (resumable, refuses other settings without --force), export, train, stdout
-    defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> alternatives: the first that resolves
-    reads: tuple[str, ...] = ()  # earlier stages whose files it reads without naming them
-    done_file: str | None = None  # what exists once it finished (default: output; a model's cai_train.json)
-
-    @property
-    def done(self) -> str:
-        return self.done_file or (f"{self.output}/cai_train.json" if self.kind == "train" else self.output)
-
-
-RUN = ("{run}",)
-OUT = ("{out}",)
-CONSTITUTION = ("{constitution}",)
-STAGES: tuple[StageSpec, ...] = (
-    StageSpec("generate", ("generate",), "responses.jsonl", "chunks", {"run": RUN, "model": ("{model}",)}),
-    StageSpec("critique", ("critique",), "revisions.jsonl", "chunks",
-              {"run": RUN, "model": ("{generate.model}", "{model}"), "constitution": CONSTITUTION}, reads=("generate",)),
-    StageSpec("export_sft", ("export", "sft"), "sft.jsonl", "export", {"run": RUN}, reads=("critique",)),
-    StageSpec("train_sft", ("train", "sft"), "models/train_sft", "train",
-              {"data": ("{export_sft}",), "model": ("{model}",), "out": OUT}),
-    StageSpec("sample", ("sample",), "samples.jsonl", "chunks",
-              {"run": RUN, "prompts": ("{generate.prompts}",), "model": ("{train_sft}", "{model}")}),
-    # The judge is the base model (the paper's feedback model), not the policy that wrote the samples.
-    StageSpec("label", ("label",), "preferences.jsonl", "chunks",
-              {"run": RUN, "judge_model": ("{model}",), "constitution": CONSTITUTION}, reads=("sample",)),
-    StageSpec("export_prefs", ("export", "prefs"), "prefs.jsonl", "export", {"run": RUN}, reads=("label",)),
-    StageSpec("train_pm", ("train", "pm"), "models/train_pm", "train",
-              {"data": ("{export_prefs}",), "model": ("{model}",), "out": OUT}),
-    StageSpec("train_ppo", ("train", "ppo"), "models/train_ppo", "train",
-              {"prompts": ("{sample.prompts}", "{generate.prompts}"), "policy": ("{train_sft}", "{model}"),
-               "reward_model": ("{train_pm}",), "out": OUT}),
-    StageSpec("train_dpo", ("train", "dpo"), "models/train_dpo", "train",
-              {"data": ("{export_prefs}",), "model": ("{train_sft}", "{model}"), "out": OUT}),
-    StageSpec("eval_judge", ("eval", "judge"), "eval_judge", "chunks",
-              {"out": OUT, "judge_model": ("{label.judge_model}", "{model}"), "constitution": CONSTITUTION},
-              done_file="eval_judge/summary.json"),
-    StageSpec("eval_pm", ("eval", "pm"), "eval_pm.json", "stdout", {"model": ("{train_pm}",)}),
-)
-SPECS = {s.name: s for s in STAGES}
 TOP_KEYS = ("run", "model", "constitution", "engine", "executor")
 MANAGED = {"run": "the top-level `run`", "out": "the run folder (RUN/models/STAGE for models)",
            "output": "the run folder", "force": "`cai run --force STAGE`"}
@@ -129,6 +87,7 @@ class _Reader:
         self.file = str(path)
         self.problems: list[Problem] = []
         self.node = None
+        self.key_deps: dict[tuple[str, str], list[str]] = {}  # (stage, key) -> the stages its value names
 
     def problem(self, loc: tuple, message: str) -> None:
         self.problems.append(Problem(self.file, line_of(self.node, loc), message))
@@ -182,10 +141,8 @@ class _Reader:
         return value
 
     def check_section_keys(self, sections: dict) -> None:
-        from cai import cli
-
-        allowed = {"engine": {cli.ENGINE.flags.get(f.name, f.name) for f in cli.ENGINE.fields} - {"model"},
-                   "executor": {cli.EXECUTOR.flags.get(f.name, f.name) for f in cli.EXECUTOR.fields}}
+        allowed = {"engine": {ENGINE.flags.get(f.name, f.name) for f in ENGINE.fields} - {"model"},
+                   "executor": {EXECUTOR.flags.get(f.name, f.name) for f in EXECUTOR.fields}}
         for name, section in sections.items():
             for key in section:
                 if key not in allowed[name]:
@@ -218,6 +175,7 @@ class _Reader:
                 except _Unresolved:
                     continue
                 deps += used
+                self.key_deps[spec.name, key] = used
                 break
         for name, options in sections.items():
             for key, value in options.items():
@@ -236,6 +194,7 @@ class _Reader:
                 continue
             origin[key] = (spec.name, key)
             deps += used
+            self.key_deps[spec.name, key] = used
         values_of[spec.name] = values
         words = {}
         for key, value in values.items():
@@ -333,6 +292,7 @@ class _Reader:
             if key is None:
                 used.append(name)
                 return f"{context['run']}/{SPECS[name].output}"
+            used.extend(self.key_deps.get((name, key), []))  # "{sample.prompts}" reads what sample's prompts read
             if key not in values_of[name]:
                 raise _Unresolved(f"'{{{name}.{key}}}': {name} sets no '{key}'")
             return str(values_of[name][key])
@@ -392,10 +352,7 @@ def _argv(param, value) -> list[str]:
     return [flag, _scalar(value)]
 
 
-def read_pipeline(path: str | Path) -> Pipeline:
-    """The file's stages, resolved and parsed by their commands; or InvalidFile with every problem."""
-    import typer
-
-    from cai.cli import app
-
-    return _Reader(Path(path), typer.main.get_command(app)).read()
+def read_pipeline(path: str | Path, commands) -> Pipeline:
+    """The file's stages, resolved and parsed by their commands (`commands`: the click group of
+    `cai`, which the CLI hands in); or InvalidFile with every problem."""
+    return _Reader(Path(path), commands).read()

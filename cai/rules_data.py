@@ -59,8 +59,9 @@ def export_rules(run: RunDir, constitution: LoadedConstitution, output: Path | N
                  heldout: float = 0.0, seed: int = 0) -> dict:
     """RUN/rule_scores.jsonl → `output` (default RUN/rules.jsonl), and with `heldout` the rows of
     that share of prompts in RUN/rules_heldout.jsonl. Returns what it wrote, as recorded."""
+    source = run.require("rule_scores.jsonl", "cai rules")  # before the lock: a mistyped --run is not created
     with run.locked():
-        records = read_jsonl(run.require("rule_scores.jsonl", "cai rules"), RuleScoreRecord)
+        records = read_jsonl(source, RuleScoreRecord)
         kept, held = hold_back(rule_rows(records, constitution), heldout, seed)
         output = output or run.file("rules.jsonl")
         write_jsonl(output, kept)

@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from cai.data import DEMO_PROMPTS
+import typer
+
+from cai.cli import app
 from cai.pipeline_file import read_pipeline
 from cai.yaml_errors import InvalidFile
 
 
 ROOT = Path(__file__).resolve().parent.parent
 HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
+COMMANDS = typer.main.get_command(app)
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's cai, from the project's folder too
 
 
@@ -30,7 +34,7 @@ def cai(*args, cwd=None, timeout=600):
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(InvalidFile) as caught:
-        read_pipeline(path)
+        read_pipeline(path, COMMANDS)
     return [str(p) for p in caught.value.problems]
 
 
@@ -100,7 +104,7 @@ def test_references_and_defaults_resolve_to_earlier_stages(tmp_path):
         "sample:\nlabel:\n  judge_model: judge\ntrain_pm:\n  data: '{train_sft}/../x.jsonl'\ntrain_ppo:\n  algo: rloo\n"
         f"eval_judge:\n  pairs: {HH}\neval_pm:\n  pairs: {HH}\n"
         "engine:\n  engine_arg: {enforce_eager: true}\nexecutor:\n  replicas: 2\n")
-    pipeline = read_pipeline(tmp_path / "pipeline.yaml")
+    pipeline = read_pipeline(tmp_path / "pipeline.yaml", COMMANDS)
     argv = {s.name: " ".join(s.argv) for s in pipeline.stages}
     assert argv["train_sft"] == "--data r/sft.jsonl --model base --out r/models/train_sft --set max_length=128"
     assert argv["sample"].startswith("--run r --prompts prompts.jsonl --model r/models/train_sft")
@@ -271,7 +275,7 @@ def test_a_killed_run_resumes_without_redoing_finished_stages(tmp_path, tiny_mod
 
 
 def test_a_set_field_keeps_its_value_when_its_flag_is_not_given():
-    from cai.cli import _trl_overrides
+    from cai.cli.training import _trl_overrides
 
     overrides = _trl_overrides(None, None, None, None, ["per_device_train_batch_size=2", "max_length=64"])
     assert overrides == {"per_device_train_batch_size": 2, "max_length": 64}

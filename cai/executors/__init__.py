@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ExecutorConfig:
-    executor: str = field(default="local", metadata={"help": "local: this process; ray: a Ray cluster's actors."})
+    executor: str = field(default="local", metadata={"help": "local: this process; ray: a Ray cluster's actors.", "choices": ["local", "ray"]})
     ray_address: str | None = field(default=None, metadata={"help": "With ray: the cluster (e.g. 127.0.0.1:6379); default: start one here."})
     replicas: int = field(default=1, metadata={"help": "With ray: actors, each with its own engine.", "min": 1})
-    gpus_per_replica: float = field(default=0.0, metadata={"help": "With ray: GPUs per actor (its vLLM's tensor parallelism).", "min": 0.0})
+    gpus_per_replica: float = field(default=0.0, metadata={"help": "With ray: GPUs per actor (tensor parallelism across them also needs --engine-arg tensor_parallel_size=N).", "min": 0.0})
     cpus_per_replica: float = field(default=1.0, metadata={"help": "With ray: CPUs per actor.", "min": 0.0})
 
     def make(self):

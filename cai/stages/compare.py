@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from cai.batch import BatchResult
-from cai.constitution import LoadedConstitution, PreferencePrinciple, PreferenceExample
+from cai.constitution import LoadedConstitution, PreferenceExample, PreferencePrinciple
 from cai.dialogue import Style
 from cai.engine import Engine, Failed
-from cai.judge import ANSWER_PREFIX, ask_turns, judge_prompt, judge_provenance, option_probabilities
+from cai.judge import (
+    ANSWER_PREFIX,
+    ask_turns,
+    judge_prompt,
+    judge_provenance,
+    option_probabilities,
+)
 from cai.principles import draw_distinct
 from cai.records import ComparisonRecord, PolicyAnswers, Skipped
 

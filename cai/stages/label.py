@@ -28,8 +28,16 @@ from cai.judge import (
 )
 from cai.principles import draw_distinct, rng_for
 from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
-from cai.records import Judgement, Message, PreferenceRecord, Provenance, SampleRecord, Skipped
+from cai.records import (
+    Judgement,
+    Message,
+    PreferenceRecord,
+    Provenance,
+    SampleRecord,
+    Skipped,
+)
 from cai.stages.generate import stop_strings
+
 
 @dataclass
 class LabelConfig:

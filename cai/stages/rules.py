@@ -20,7 +20,14 @@ from cai.constitution import LoadedConstitution, Rule
 from cai.dialogue import Style
 from cai.engine import Engine, Failed
 from cai.errors import CaiError
-from cai.judge import ANSWER_PREFIX, OPTIONS, judge_prompt, p_first, p_x_better, rule_question_text
+from cai.judge import (
+    ANSWER_PREFIX,
+    OPTIONS,
+    judge_prompt,
+    p_first,
+    p_x_better,
+    rule_question_text,
+)
 from cai.records import (
     Message,
     Provenance,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cai.errors import CaiError
-from cai.train.common import Record, build_config, load_jsonl, lora_config, model_path, save
+from cai.train.common import (
+    Record,
+    build_config,
+    load_jsonl,
+    lora_config,
+    model_path,
+    save,
+)
 
 LOSSES = ("soft", "margin", "hard")
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")

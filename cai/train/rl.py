@@ -66,7 +66,11 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
              rule_weight: float = 1.0) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     if algo not in ALGOS:
         raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")

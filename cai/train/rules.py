@@ -22,7 +22,14 @@ from cai.judge import p_x_better
 from cai.judge_eval import summarize_binary
 from cai.records import Message
 from cai.stages.rules import judge_rules
-from cai.train.common import Record, build_config, load_jsonl, lora_config, model_path, save
+from cai.train.common import (
+    Record,
+    build_config,
+    load_jsonl,
+    lora_config,
+    model_path,
+    save,
+)
 from cai.train.preference import _reward_model
 
 COLUMNS = ("prompt", "completion", "rule", "label")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cai.train.common import Record, build_config, load_jsonl, lora_config, model_path, save
+from cai.train.common import (
+    Record,
+    build_config,
+    load_jsonl,
+    lora_config,
+    model_path,
+    save,
+)
 
 
 def to_prompt_completion(row: dict) -> dict:

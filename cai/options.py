@@ -13,9 +13,14 @@ import functools
 import inspect
 import json
 import typing
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+
+from cai.engine import SamplingConfig
+from cai.engine_config import EngineConfig, parse_engine_args
+from cai.executors import ExecutorConfig
+from cai.quality import QualityConfig
 
 
 def default_of(cls, name: str):
@@ -44,9 +49,9 @@ class ConfigOptions:
     """The fields of `cls` (except `skip`) as options `--PREFIX-FIELD` (renamed by `flags`)."""
 
     def __init__(self, cls, argument: str, prefix: str = "", flags: dict | None = None, skip: tuple = (),
-                 parse: dict | None = None, defaults: dict | None = None):
+                 parse: dict | None = None, defaults: dict | None = None, helps: dict | None = None):
         self.cls, self.argument, self.prefix = cls, argument, prefix
-        self.flags, self.parse, self.defaults = flags or {}, parse or {}, defaults or {}
+        self.flags, self.parse, self.defaults, self.helps = flags or {}, parse or {}, defaults or {}, helps or {}
         hints = typing.get_type_hints(cls)
         self.fields = [f for f in dataclasses.fields(cls) if f.name not in skip and "help" in f.metadata]
         self.types = {f.name: hints[f.name] for f in self.fields}
@@ -62,12 +67,20 @@ class ConfigOptions:
         for f in self.fields:
             flag = self._flag(f.name)
             default = self.defaults.get(f.name, default_of(self.cls, f.name))
-            tp = _cli_type(self.types[f.name])
+            tp = Literal[tuple(f.metadata["choices"])] if "choices" in f.metadata else _cli_type(self.types[f.name])
             if isinstance(default, (list, dict)):
                 default = None
             params.append(inspect.Parameter(self._param(f.name), inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=Annotated[tp, option(self.cls, f.name, flag)]))
+                                            annotation=Annotated[tp, option(self.cls, f.name, flag, help=self._help(f))]))
         return params
+
+    def _help(self, f) -> str:
+        """The field's help (or this group's own), naming the group's flags as spelled here: the
+        judge's `--judge-tokenizer` says "With --judge-server", not "With --server"."""
+        text = self.helps.get(f.name, f.metadata["help"])
+        for other in self.fields:
+            text = text.replace("--" + self.flags.get(other.name, other.name).replace("_", "-"), self._flag(other.name))
+        return text
 
     def argv(self, config) -> list[str]:
         """The options that give `config`, whole, to another `cai` command taking the same group
@@ -116,3 +129,23 @@ def with_options(*groups: ConfigOptions):
         del command.__wrapped__
         return command
     return wrap
+
+
+# The option groups of the engine, sampling, quality and executor configs, as the commands take them.
+ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                       parse={"engine_args": parse_engine_args})
+JUDGE_ENGINE = ConfigOptions(EngineConfig, "judge_engine", prefix="judge_",
+                             flags={"servers": "server", "engine_args": "engine_arg"},
+                             parse={"engine_args": parse_engine_args}, defaults={"model": None})
+POLICY_ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                              parse={"engine_args": parse_engine_args}, defaults={"model": None})
+EXECUTOR = ConfigOptions(ExecutorConfig, "executor")
+QUALITY = ConfigOptions(QualityConfig, "quality")
+SAMPLING = ConfigOptions(SamplingConfig, "sampling")
+SAMPLING_HOT = ConfigOptions(SamplingConfig, "sampling", defaults={"temperature": 1.0})
+DRAWS = {"seed": "Seeds the principle draws and sampling."}
+SAMPLING_DRAWS = ConfigOptions(SamplingConfig, "sampling", helps=DRAWS)
+SAMPLING_REDTEAM = ConfigOptions(SamplingConfig, "sampling", defaults={"temperature": 1.0, "max_tokens": 64},
+                                 helps={"seed": "Seeds the seed prompts shown and sampling."})
+POLICIES_ENGINE = ConfigOptions(EngineConfig, "engine", flags={"servers": "server", "engine_args": "engine_arg"},
+                                parse={"engine_args": parse_engine_args}, skip=("model",))

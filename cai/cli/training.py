@@ -1,0 +1,153 @@
+"""`cai train sft|dpo|pm|ppo|rules`: TRL training jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from cai.cli.common import (
+    BatchSize,
+    ConfigFile,
+    Epochs,
+    LearningRate,
+    Limit,
+    Lora,
+    MaxSteps,
+    Model,
+    Out,
+    Sets,
+    TrainData,
+    app,
+    out,
+)
+from cai.errors import CaiError
+
+train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
+
+app.add_typer(train_app, name="train")
+
+
+def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
+    from cai.train.common import parse_sets
+
+    flags = {"max_steps": max_steps, "num_train_epochs": epochs, "learning_rate": learning_rate,
+             "per_device_train_batch_size": batch_size}
+    return {**parse_sets(sets or []), **{k: v for k, v in flags.items() if v is not None}}  # a flag not given keeps --set's
+
+
+def _trained(info: dict, out_dir: Path) -> None:
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in info["metrics"].items()}
+    out.print(f"{info['job']}: trained in {info['seconds']} s; model saved to {out_dir}")
+    out.print(json.dumps(metrics))
+
+
+def _policy_training(name: str, doc: str, train):
+    """`cai train sft` and `cai train dpo`: the same options, another TRL trainer."""
+
+    def command(
+        data: TrainData,
+        model: Model,
+        out_dir: Out,
+        config: ConfigFile = None,
+        max_steps: MaxSteps = None,
+        epochs: Epochs = None,
+        learning_rate: LearningRate = None,
+        batch_size: BatchSize = None,
+        lora: Lora = False,
+        set_: Sets = None,
+    ):
+        overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+        _trained(train()(data, model, out_dir, config, overrides, lora), out_dir)
+
+    command.__doc__ = doc
+    train_app.command(name)(command)
+
+
+def _sft():
+    from cai.train.sft import train_sft
+
+    return train_sft
+
+
+def _dpo():
+    from cai.train.preference import train_dpo
+
+    return train_dpo
+
+_policy_training("sft", "SL-CAI fine-tuning with TRL's SFTTrainer (loss on the assistant's answer only).", _sft)
+
+_policy_training("dpo", "Train the policy directly on the preference set with TRL's DPOTrainer.", _dpo)
+
+
+@train_app.command("pm")
+def train_pm(
+    data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
+    model: Model,
+    out_dir: Out,
+    loss: Annotated[Literal["soft", "margin", "hard"], typer.Option(
+        help="soft: cross-entropy with p_chosen (the paper); margin: TRL's margin; hard: labels only.")] = "soft",
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+):
+    """Train a preference model (one score per answer) with TRL's RewardTrainer."""
+    from cai.train.preference import train_pm as run
+
+    _trained(run(data, model, out_dir, loss, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+
+
+@train_app.command("ppo")
+def train_ppo(
+    prompts: Annotated[Path, typer.Option(help="Red-team prompts, in any format cai generate reads.")],
+    policy: Annotated[str, typer.Option(help="The policy to train (e.g. the SL-CAI model).")],
+    reward_model: Annotated[str, typer.Option(help="The preference model (cai train pm).")],
+    out_dir: Out,
+    kl_coef: Annotated[Optional[float], typer.Option(min=0.0, help="KL penalty towards the starting policy.")] = None,
+    algo: Annotated[Literal["ppo", "rloo", "grpo"], typer.Option(help="The RL algorithm (TRL's trainer).")] = "ppo",
+    limit: Limit = None,
+    config: ConfigFile = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Sets = None,
+    rule_model: Annotated[Optional[str], typer.Option(help="A rule model (cai train rules) added to the reward; rloo and grpo only.")] = None,
+    rule_weight: Annotated[float, typer.Option(min=0.0, help="β in R = R_pref + β·R_rules.")] = 1.0,
+):
+    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO, optionally plus rule models)."""
+    from cai.train.rl import train_rl
+
+    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+    if algo == "ppo" and overrides.pop("max_steps", None) is not None:
+        raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
+    _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
+                      rule_model, rule_weight), out_dir)
+
+
+@train_app.command("rules")
+def train_rules(
+    data: Annotated[Path, typer.Option(help="The rule set (cai export rules).")],
+    model: Model,
+    out_dir: Out,
+    max_length: Annotated[int, typer.Option(min=16, help="Most tokens per input (cut from the left).")] = 1024,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose keys are TrainingArguments fields.")] = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    lora: Lora = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any other TrainingArguments field: KEY=VALUE (repeatable).")] = None,
+):
+    """Train one rule model (a classifier of rule + conversation) on the judge's soft labels."""
+    from cai.train.rules import train_rules as run_training
+
+    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+    _trained(run_training(data, model, out_dir, config, overrides, lora, max_length), out_dir)

@@ -1,0 +1,100 @@
+"""The stage registry is the one list of jobs: every job command of the CLI is a pipeline stage, a
+pipeline file that names every stage is planned whole, and references work inside values."""
+
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from cai.cli import app
+from cai.pipeline import plan
+from cai.pipeline_file import read_pipeline
+from cai.registry import SPECS, STAGES
+
+COMMANDS = typer.main.get_command(app)
+ROOT = Path(__file__).resolve().parent.parent
+HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
+# Commands that are tools around the jobs, not jobs that write into a run folder.
+TOOLS = {("constitution", "check"), ("constitution", "import"), ("model", "prepare"), ("init",), ("run",), ("demo",),
+         ("report",)}
+
+
+def _commands(group, prefix=()):
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def test_every_job_command_is_a_stage_and_every_stage_a_command():
+    commands = {c for c in _commands(COMMANDS) if c[0] != "bench"}
+    stages = {s.command for s in STAGES}
+    assert stages <= commands
+    assert commands - stages - TOOLS == set()
+
+
+EVERY_STAGE = f"""\
+run: r
+model: base
+redteam_expand:
+  seeds: prompts.jsonl
+  n: 4
+generate:
+  prompts: "{{redteam_expand}}"
+critique:
+export_sft:
+train_sft:
+sample:
+  prompts: "{{redteam_expand}}"
+rules:
+label:
+  judge_model: "{{model}}"
+export_prefs:
+export_rules:
+  heldout: 0.25
+train_pm:
+train_rules:
+train_ppo:
+  algo: grpo
+  rule_model: "{{train_rules}}"
+train_dpo:
+eval_judge:
+  pairs: {HH}
+eval_pm:
+  pairs: {HH}
+eval_rules:
+  data: "{{run}}/rules_heldout.jsonl"
+eval_policies:
+  prompts: prompts.jsonl
+  policy: ["base={{model}}", "sl={{train_sft}}", "rl={{train_ppo}}"]
+"""
+
+
+def test_a_file_that_names_every_stage_is_planned_whole_with_references_inside_values(tmp_path):
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    (tmp_path / "pipeline.yaml").write_text(EVERY_STAGE)
+    pipeline = read_pipeline(tmp_path / "pipeline.yaml", COMMANDS)
+    assert [s.name for s in pipeline.stages] == list(SPECS)
+    argv = {s.name: " ".join(s.argv) for s in pipeline.stages}
+    deps = {s.name: s.deps for s in pipeline.stages}
+    assert "--prompts r/prompts.jsonl" in argv["sample"] and deps["sample"] == ["redteam_expand", "train_sft"]
+    assert "--policy base=base --policy sl=r/models/train_sft --policy rl=r/models/train_ppo" in argv["eval_policies"]
+    assert deps["eval_policies"] == ["train_sft", "train_ppo"]
+    assert "--prompts r/prompts.jsonl" in argv["train_ppo"] and "redteam_expand" in deps["train_ppo"]  # via sample's
+    assert "--judge-model r/models/train_sft" in argv["rules"]  # the samples' model, as `cai rules` picks
+    assert "--rule-model r/models/train_rules" in argv["train_ppo"] and "train_rules" in deps["train_ppo"]
+    assert argv["eval_rules"] == "--model r/models/train_rules --data r/rules_heldout.jsonl"
+    assert {s.state for s in plan(pipeline)} == {"to do"}
+
+    shown = CliRunner().invoke(app, ["run", str(tmp_path / "pipeline.yaml"), "--dry-run"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert all(name in shown.output for name in SPECS)
+
+
+def test_a_bad_choice_in_the_pipeline_file_is_refused_by_the_dry_run(tmp_path):
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    (tmp_path / "pipeline.yaml").write_text("run: r\ngenerate:\n  prompts: prompts.jsonl\nexecutor:\n  executor: rayy\n")
+    shown = CliRunner().invoke(app, ["run", str(tmp_path / "pipeline.yaml"), "--dry-run"], terminal_width=200)
+    assert shown.exit_code == 1
+    assert "pipeline.yaml:5: executor.executor:" in shown.output and "rayy" in shown.output
