@@ -32,8 +32,8 @@ KINDS = ("response", "critique", "revision")
 _REPLIES = ("response", "revision")  # kinds that answer the human, so `meta` applies to them
 
 # Phrases that a reply to the human has no reason to use, matched case-insensitively on word
-# boundaries. They come from the constitution's critique/revision requests (cai/data/constitution),
-# the few-shot critiques (cai/data/prompts/critique_revision_examples.yaml) and the paper's requests
+# boundaries. They come from the constitution's critique/revision requests (constitution/),
+# the few-shot critiques (prompts/critique_revision_examples.yaml) and the paper's requests
 # ("Identify specific ways in which the assistant's last response is harmful…", "Please rewrite
 # the assistant response…"). Each is specific enough to be safe in a real answer: plain "the
 # critique" is not here (a real answer may discuss "the Critique of Pure Reason"), nor "here is a

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cai.data import DEFAULT_CONSTITUTION, ROOT as DATA
+from cai.data import CONSTITUTIONS, DEFAULT_CONSTITUTION, PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tiny model needs little KV cache; every engine the tests start (in-process, CLI subprocesses,
@@ -23,8 +23,8 @@ def build_tiny_model(folder: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    corpus = [p.read_text() for p in (DATA / "constitution").glob("*.yaml")]
-    corpus += [p.read_text() for p in (DATA / "prompts").glob("*")]
+    corpus = [p.read_text() for p in CONSTITUTIONS.glob("*.yaml")]
+    corpus += [p.read_text() for p in PROMPTS.glob("*")]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -9,26 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cai import jobs
 from cai.cli.common import (
     RunOpt,
     app,
     child_flags,
     exit_with_problems,
     out,
-    run_stage,
-    summarize,
 )
-from cai.constitution import load_constitution
-from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.engine_config import EngineConfig
-from cai.executors import ExecutorConfig
-from cai.models import DEFAULT_MODEL, prepare_default_model
-from cai.options import option
-from cai.run import RunDir
-from cai.stages.critique import CritiqueConfig
-from cai.stages.generate import GenerateConfig
+from cai.models import prepare_default_model
 from cai.yaml_errors import InvalidFile
 
 model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
@@ -45,23 +33,24 @@ def model_prepare():
 @app.command()
 def demo(
     run: RunOpt = Path("runs/demo"),
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N bundled prompts.")] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
-    model: Annotated[str, option(EngineConfig, "model")] = DEFAULT_MODEL,
-    max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = 160,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use the first N bundled prompts.", show_default="the starter's")] = None,
+    rounds: Annotated[Optional[int], typer.Option(min=1, help="Critique/revision rounds.", show_default="the starter's")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The model.", show_default="the starter's: the default model")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Most tokens per answer, critique or revision.", show_default="the starter's")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo the stages whose settings changed since RUN last ran.")] = False,
 ):
-    """The whole SL-CAI path on the bundled red-team prompts: generate, critique, export sft."""
-    run_dir = RunDir(run)
-    sampling = SamplingConfig(max_tokens=max_tokens)
-    loaded = load_constitution(DEFAULT_CONSTITUTION)
-    engine, local = EngineConfig(model), ExecutorConfig()  # one engine serves every step
-    # force: a demo rerun with other options simply replaces the last one. One lock for all three steps.
-    with run_dir.locked():
-        reports = [run_stage(run_dir, jobs.generate_stage(DEMO_PROMPTS, GenerateConfig(model, sampling=sampling), engine, limit=limit), local, jobs.CHUNK_SIZE, True)]
-        critique = jobs.critique_stage(run_dir, loaded, CritiqueConfig(model, rounds=rounds, sampling=sampling), engine)
-        reports += [run_stage(run_dir, critique, local, jobs.CHUNK_SIZE, True), jobs.export_sft(run_dir)]
-    summarize(reports)
-    out.print(f"rounds: {rounds}; manifest: {run_dir.manifest_path}")
+    """The starter pipeline's SL-CAI stages (generate, critique, export_sft) on the bundled red-team
+    prompts, as `cai run` runs them: RUN/pipeline.yaml, then its stages; a rerun skips what is done."""
+    from cai import pipeline as runner
+    from cai.starter import demo_pipeline
+
+    path = demo_pipeline(run, limit, rounds, model, max_tokens)
+    loaded = _read(path)
+    steps = runner.plan(loaded)
+    if force:
+        steps = runner.plan(loaded, force=tuple(s.stage.name for s in steps if s.state == "changed"))
+    _run(loaded, steps)
+    out.print(f"the SL-CAI set: {os.path.relpath(loaded.run / 'sft.jsonl')}; the pipeline: {os.path.relpath(path)}")
 
 
 @app.command()
@@ -100,16 +89,30 @@ def run_pipeline(
     """Run a pipeline file's stages in order, each as its cai command: done ones are skipped, an
     interrupted one resumes, one whose settings changed is refused unless --force STAGE."""
     from cai import pipeline as runner
-    from cai.pipeline_file import read_pipeline
 
-    try:
-        loaded = read_pipeline(pipeline, typer.main.get_command(app))
-    except InvalidFile as e:
-        exit_with_problems(e, pipeline)
+    loaded = _read(pipeline)
     steps = runner.plan(loaded, start, until, tuple(force or ()))
     if dry_run:
         runner.show(steps, loaded, out)
         return
+    _run(loaded, steps)
+    run = os.path.relpath(loaded.run)
+    out.print(f"manifest: {os.path.join(run, 'manifest.json')}; the page of it all: cai report {run}")
+
+
+def _read(path: Path):
+    from cai.pipeline_file import read_pipeline
+
+    try:
+        return read_pipeline(path, typer.main.get_command(app))
+    except InvalidFile as e:
+        exit_with_problems(e, path)
+
+
+def _run(loaded, steps) -> None:
+    """Run the planned steps of a pipeline and print what happened to each stage."""
+    from cai import pipeline as runner
+
     summary = runner.run(loaded, steps, child_flags())
     table = Table(title="cai run")
     table.add_column("stage")
@@ -117,5 +120,3 @@ def run_pipeline(
     for name, what in summary:
         table.add_row(name, what)
     out.print(table)
-    run = os.path.relpath(loaded.run)
-    out.print(f"manifest: {os.path.join(run, 'manifest.json')}; the page of it all: cai report {run}")
