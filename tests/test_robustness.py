@@ -52,28 +52,33 @@ def test_other_settings_are_refused_unless_forced(tmp_path, engine, tiny):
     assert json.loads(run.manifest_path.read_text())["stages"]["generate"]["sampling"]["max_tokens"] == 9
 
 
-def test_a_rerun_that_computes_nothing_says_already_done_and_reports_no_new_throughput(tmp_path, engine, tiny):
+def test_a_rerun_that_computes_nothing_says_already_done_and_reports_no_new_throughput(tmp_path, fake):
     run = RunDir(tmp_path / "run")
-    stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
-    again = stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
+    first = stage_runs.generate(run, PROMPTS, fake, GenerateConfig("fake", sampling=SAMPLING), limit=3)
+    again = stage_runs.generate(run, PROMPTS, fake, GenerateConfig("fake", sampling=SAMPLING), limit=3)
+    assert first.stats.requests == 3 and not first.notes[0].startswith("already done")
     assert again.rows_out == 3 and again.resumed_rows == 3
     assert again.stats.requests == 0 and again.stats.completion_tokens == 0
     assert again.notes[0].startswith("already done")
 
 
 @pytest.fixture
-def own_model(tmp_path, tiny_model, engine, tiny):
-    """A copy of the tiny model whose files a test may change; until then the session's engine
-    (the same weights) serves it, so no second engine opens in this process."""
+def own_model(tmp_path, tiny_model):
+    """A copy of the tiny model whose files a test may change, served by the in-memory backend."""
     import shutil
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
+    from transformers import AutoTokenizer
+
+    from cai.engine import Engine
+    from cai.engine_config import EngineConfig
     from cai.executors import local
+    from fakes import FakeBackend
 
     folder = Path(shutil.copytree(tiny_model, tmp_path / "model"))
-    config = replace(tiny, model=str(folder))
+    config = EngineConfig(str(folder))
     key = json.dumps(asdict(config), sort_keys=True, default=str)
-    local._engines[key] = engine
+    local._engines[key] = Engine(FakeBackend(AutoTokenizer.from_pretrained(folder)))
     yield folder, config
     del local._engines[key]
 
@@ -88,7 +93,7 @@ def test_new_weights_in_the_same_model_folder_are_refused_not_served_stale(tmp_p
         stage_runs.generate(run, PROMPTS, config, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
 
 
-def test_another_dtype_or_engine_argument_is_refused_not_served_stale(tmp_path, own_model):
+def test_another_dtype_engine_argument_or_thread_count_is_refused_not_served_stale(tmp_path, own_model):
     from dataclasses import replace
 
     folder, config = own_model
@@ -97,9 +102,23 @@ def test_another_dtype_or_engine_argument_is_refused_not_served_stale(tmp_path, 
     bfloat16 = replace(config, engine_args={"dtype": "bfloat16"})
     with pytest.raises(CaiError, match=r"other settings \(dtype, engine_args\)"):
         stage_runs.generate(run, PROMPTS, bfloat16, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
-    more_threads = replace(config, threads=(config.threads or 1) + 96)
+    more_threads = replace(config, threads=96)
     with pytest.raises(CaiError, match=r"other settings \(cpu_threads\)"):
         stage_runs.generate(run, PROMPTS, more_threads, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
+
+
+def test_every_backend_keeps_the_declared_interface(tiny_model):
+    from transformers import AutoTokenizer
+
+    from cai.backends import Backend
+    from cai.backends.openai_http import HttpBackend
+    from cai.backends.vllm_local import VllmBackend
+    from fakes import FakeBackend
+
+    methods = [name for name in dir(Backend) if not name.startswith("_")]
+    for backend in (VllmBackend, HttpBackend):
+        assert all(callable(getattr(backend, m, None)) for m in methods if m not in Backend.__annotations__), backend
+    assert isinstance(FakeBackend(AutoTokenizer.from_pretrained(tiny_model)), Backend)
 
 
 def test_an_engine_error_fails_one_row_not_the_job(tmp_path, engine, monkeypatch, tiny):

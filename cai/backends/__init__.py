@@ -14,6 +14,32 @@ Every backend has:
   raise, failing the whole batch (the engine then retries it and isolates requests);
 - `option_logprobs(prompts, option_ids) -> list[list[float] | Exception]`: the next-token
   log-probabilities of the option tokens after each prompt (one prefill each);
+- `check_logprobs(option_ids)`: before a judge job, refuse in one line a model that cannot give
+  those log-probabilities (in-process vLLM always can);
 - `reset_prefix_cache()`: start a chunk from a cold prefix cache where the backend can;
 - `close()`.
+
+`Backend` declares this; `tests/fakes.py` holds an in-memory backend that keeps it, for the tests
+of lifecycle, resume and fault logic.
 """
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Backend(Protocol):
+    identity: str
+    tokenizer: Any
+    context_length: int
+
+    def generate(self, prompts: list[list[int]], settings: list[dict]) -> list[dict | Exception]: ...
+
+    def option_logprobs(self, prompts: list[list[int]], option_ids: list[int]) -> list[list[float] | Exception]: ...
+
+    def check_logprobs(self, option_ids: list[int]) -> None: ...
+
+    def reset_prefix_cache(self) -> None: ...
+
+    def close(self) -> None: ...

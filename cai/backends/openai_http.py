@@ -199,6 +199,8 @@ class HttpBackend:
     def check_logprobs(self, option_ids: list[int]) -> None:
         """Before a judge job: find how this server gives option log-probabilities, or refuse.
         A server that ignores vLLM's `logprob_token_ids` answers with top tokens by text instead."""
+        if self.logprob_mode is not None:
+            return
         probe = self.tokenizer("Is this a probe? (", add_special_tokens=False).input_ids
         for mode in ("ids", "text"):
             try:

@@ -141,6 +141,9 @@ class VllmBackend:
         outputs = self._run(prompts, [params] * len(prompts))
         return [[out.outputs[0].logprobs[0][t].logprob for t in option_ids] for out in outputs]
 
+    def check_logprobs(self, option_ids: list[int]) -> None:
+        """In-process vLLM gives any token's log-probability."""
+
     def reset_prefix_cache(self) -> None:
         self.llm.reset_prefix_cache()
 

@@ -4,7 +4,16 @@ finished chunk's marker; everything else about a stage is the same whichever run
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class Executor(Protocol):
+    def map(self, stage, store, works: Iterable, cache: Path, tracker) -> Iterator[dict]:
+        """Compute each chunk of `works` (`cai.stage.compute_chunk`) and yield its marker as it
+        finishes; the order may differ from the input's, the output may not."""
 
 
 @dataclass
@@ -15,7 +24,7 @@ class ExecutorConfig:
     gpus_per_replica: float = field(default=0.0, metadata={"help": "With ray: GPUs per actor (tensor parallelism across them also needs --engine-arg tensor_parallel_size=N).", "min": 0.0})
     cpus_per_replica: float = field(default=1.0, metadata={"help": "With ray: CPUs per actor.", "min": 0.0})
 
-    def make(self):
+    def make(self) -> Executor:
         if self.executor == "local":
             from cai.executors.local import LocalExecutor
 
