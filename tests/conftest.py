@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from cai.data import CONSTITUTIONS, DEFAULT_CONSTITUTION, PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,12 +90,12 @@ def fake(tiny_model, tmp_path):
     stages run on it through the local executor as on vLLM, with no engine started."""
     from dataclasses import asdict
 
+    from fakes import FakeBackend
     from transformers import AutoTokenizer
 
     from cai.engine import Engine
     from cai.engine_config import EngineConfig
     from cai.executors import local
-    from fakes import FakeBackend
 
     config = EngineConfig(f"fake-{tmp_path.name}")
     key = json.dumps(asdict(config), sort_keys=True, default=str)

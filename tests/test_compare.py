@@ -5,10 +5,17 @@ from itertools import combinations
 
 import pytest
 
-from cai.dialogue import Style
-from cai.judge import ANSWER_PREFIX, OPTIONS, few_shot_turns, judge_prompt, p_first, question_text
 from cai.data import DEMO_PROMPTS
+from cai.dialogue import Style
 from cai.inputs import load_prompts
+from cai.judge import (
+    ANSWER_PREFIX,
+    OPTIONS,
+    few_shot_turns,
+    judge_prompt,
+    p_first,
+    question_text,
+)
 from cai.policy_stats import policy_stats
 from cai.records import PolicyAnswers
 from cai.stages.compare import CompareConfig, compare_batch

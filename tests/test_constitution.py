@@ -1,14 +1,12 @@
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import invoke
 
-from cai.cli import app
-from cai.errors import CaiError
 from cai.data import DEFAULT_CONSTITUTION
+from cai.errors import CaiError
 
 ROOT = Path(__file__).resolve().parent.parent
-runner = CliRunner()
 
 
 def test_default_constitution_is_complete(default_constitution):
@@ -73,13 +71,13 @@ def test_bad_few_shot_example_names_its_file_and_line(tmp_path, problems_of):
 
 
 def test_check_command_exit_codes(tmp_path):
-    ok = runner.invoke(app, ["constitution", "check", str(DEFAULT_CONSTITUTION)])
+    ok = invoke(["constitution", "check", str(DEFAULT_CONSTITUTION)])
     assert ok.exit_code == 0, ok.output
     assert "14 principles" in ok.output
     assert "tags:              harmless 13, helpful 10" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("critique_revision:\n  - id: a\n    critique: c\n")
-    result = runner.invoke(app, ["constitution", "check", str(bad)])
+    result = invoke(["constitution", "check", str(bad)])
     assert result.exit_code == 1
     assert "missing key 'revision'" in result.output
 

@@ -4,13 +4,11 @@ by prompt id, the judge compares them, and eval.json has exactly the documented 
 finishes from its chunks without a model. Policy specs and tags are refused before any work."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_run import cai
 
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
@@ -21,12 +19,6 @@ from cai.run import read_jsonl
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 LIMIT = 4
-
-
-def cai(*args, timeout=400):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cai", "--quiet", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

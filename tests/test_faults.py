@@ -25,10 +25,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import stage_runs
+from cli_run import cai
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stage_runs
 from cai.cache import RequestCache
 from cai.chunks import ChunkStore
 from cai.data import DEMO_PROMPTS
@@ -48,11 +49,6 @@ def generate(run: Path, model: Path) -> list[str]:
     """The one job most tests run: 8 prompts in 4 chunks of 2, 6 tokens each."""
     return ["generate", "--prompts", str(DEMO_PROMPTS), "--limit", "8", "--model", str(model), "--run", str(run),
             "--max-tokens", "6", "--chunk-size", "2", *SMALL_KV]
-
-
-def cai(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cai", "--quiet", *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
 
 
 def start(*args: str) -> subprocess.Popen:

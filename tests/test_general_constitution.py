@@ -1,9 +1,9 @@
 """The second shipped constitution: one broad principle ("what is best for people") for critiques and
 for the judge, so users can compare a general constitution with the specific default."""
 
-from typer.testing import CliRunner
 
-from cai.cli import app
+from cli_run import invoke
+
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION, GENERAL_CONSTITUTION
 
@@ -20,6 +20,6 @@ def test_general_constitution_has_one_broad_principle_per_section():
 
 
 def test_constitution_check_accepts_it():
-    done = CliRunner().invoke(app, ["constitution", "check", str(GENERAL_CONSTITUTION)])
+    done = invoke(["constitution", "check", str(GENERAL_CONSTITUTION)])
     assert done.exit_code == 0, done.output
     assert "cai-general" in done.output and "1 principles: best-for-people" in done.output

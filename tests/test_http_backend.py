@@ -17,8 +17,12 @@ import threading
 from pathlib import Path
 
 import pytest
-
 import stage_runs
+from cli_run import cai as run_cai
+from fake_openai import Behaviour, FakeOpenAI
+from test_resume import kill_at
+from vllm_server import start_servers
+
 from cai.backends.openai_http import tokenizer_identity
 from cai.bench import http_overhead
 from cai.data import DEMO_PROMPTS
@@ -27,9 +31,6 @@ from cai.engine_config import EngineConfig
 from cai.run import RunDir
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
-from fake_openai import Behaviour, FakeOpenAI
-from test_resume import kill_at
-from vllm_server import start_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "secret1-0c4f9a"
@@ -42,9 +43,7 @@ def cai(*args, key: str | None = KEY, key_var: str = "CAI_API_KEY", ok: bool = T
     env = {k: v for k, v in os.environ.items() if k not in ("CAI_API_KEY", "OPENAI_API_KEY")}
     if key:
         env[key_var] = key
-    flags = ["--debug"] if debug else []
-    done = subprocess.run([sys.executable, "-m", "cai", "--quiet", *flags, *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300, cwd=ROOT)
+    done = run_cai(*(["--debug"] if debug else []), *args, env=env, timeout=300, cwd=ROOT)
     if ok:
         assert done.returncode == 0, done.stderr[-3000:]
     for secret in (KEY, WRONG_KEY):

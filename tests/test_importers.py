@@ -1,12 +1,9 @@
 import json
 
-from typer.testing import CliRunner
+from cli_run import invoke
 
-from cai.cli import app
 from cai.constitution import load_constitution
 from cai.importers import clean
-
-runner = CliRunner()
 
 
 def write_anthropic(folder):
@@ -43,7 +40,7 @@ def test_clean_strips_markers():
 def test_import_anthropic(tmp_path):
     write_anthropic(tmp_path / "prompts")
     out = tmp_path / "anthropic.yaml"
-    result = runner.invoke(app, ["constitution", "import", "--from", "anthropic", str(tmp_path / "prompts"), "-o", str(out)])
+    result = invoke(["constitution", "import", "--from", "anthropic", str(tmp_path / "prompts"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     c = load_constitution(out).constitution
     assert [(p.id, p.critique, p.revision) for p in c.critique_revision] == [
@@ -73,7 +70,7 @@ def test_import_hf(tmp_path):
         ]],
     }))
     out = tmp_path / "hf.yaml"
-    result = runner.invoke(app, ["constitution", "import", "--from", "hf", str(src), "-o", str(out)])
+    result = invoke(["constitution", "import", "--from", "hf", str(src), "-o", str(out)])
     assert result.exit_code == 0, result.output
     c = load_constitution(out).constitution
     assert c.critique_revision[0].critique == "Is it rude?"
@@ -82,7 +79,7 @@ def test_import_hf(tmp_path):
 
 
 def test_import_errors_are_one_line(tmp_path):
-    result = runner.invoke(app, ["constitution", "import", "--from", "anthropic", str(tmp_path), "-o", str(tmp_path / "x.yaml")])
+    result = invoke(["constitution", "import", "--from", "anthropic", str(tmp_path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code != 0
-    result = runner.invoke(app, ["constitution", "import", "--from", "nope", str(tmp_path), "-o", str(tmp_path / "x.yaml")])
+    result = invoke(["constitution", "import", "--from", "nope", str(tmp_path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code != 0

@@ -3,13 +3,11 @@ error (rows out + errors = responses in, as the summary says), the judge and sty
 input's provenance, and a rerun that finishes from its chunks without loading a model."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_run import cai
 
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
@@ -19,12 +17,6 @@ from cai.run import json_line, read_jsonl
 ROOT = Path(__file__).resolve().parent.parent
 RULES = [r.id for r in load_constitution(DEFAULT_CONSTITUTION).constitution.rules]
 LONG = " ".join(f"word{i} lorem ipsum dolor" for i in range(600))  # too long for a 1024-token context
-
-
-def cai(*args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cai", "--quiet", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,15 @@ import pytest
 
 from cai.constitution import PreferenceExample, PreferencePrinciple
 from cai.dialogue import Style
-from cai.judge import ANSWER_PREFIX, few_shot_turns, judge_prompt, margin, p_first, p_x_better, question_text
+from cai.judge import (
+    ANSWER_PREFIX,
+    few_shot_turns,
+    judge_prompt,
+    margin,
+    p_first,
+    p_x_better,
+    question_text,
+)
 from cai.judge_eval import summarize
 from cai.principles import draw_distinct
 from cai.records import Judgement, Message, Provenance, SampleRecord

@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
-
 import stage_runs
+
 from cai import jobs
+from cai.data import DEMO_PROMPTS
 from cai.dialogue import Style
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
@@ -17,7 +18,6 @@ from cai.records import PreferenceRecord, SampleRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig, _asks, pairs_of
-from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
@@ -107,7 +107,11 @@ def test_export_prefs_trains_reward_and_dpo(tmp_path, engine, default_constituti
     assert report.rows_out == 4 and strict.rows_out <= 4
 
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
     from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 
     data = load_dataset("json", data_files=str(report.output), split="train")

@@ -6,16 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import stage_runs
+
 from cai import jobs
+from cai.data import DEMO_PROMPTS
 from cai.dialogue import Style, example_turns, render
 from cai.engine import SamplingConfig
 from cai.records import ResponseRecord, RevisionRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
-from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS

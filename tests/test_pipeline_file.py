@@ -12,24 +12,22 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cai.data import DEMO_PROMPTS
 import typer
+from cli_run import ENV
+from cli_run import cai as run_cai
 
 from cai.cli import app
+from cai.data import DEMO_PROMPTS
 from cai.pipeline_file import read_pipeline
 from cai.yaml_errors import InvalidFile
-
 
 ROOT = Path(__file__).resolve().parent.parent
 HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 COMMANDS = typer.main.get_command(app)
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's cai, from the project's folder too
 
 
 def cai(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "cai", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=ENV)
+    return run_cai(*args, cwd=cwd, timeout=timeout, quiet=False)
 
 
 def problems_of(path: Path) -> list[str]:

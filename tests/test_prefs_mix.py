@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_run import invoke
 
-from cai.cli import app
 from cai.errors import CaiError
 from cai.export import HUMAN_MARGIN, human_preferences, mix_prefs
 from cai.inputs import load_pairs
@@ -89,8 +88,7 @@ def test_prompt_chosen_rejected_rows_and_identical_answers(tmp_path):
 def test_the_command(tmp_path):
     run = RunDir(tmp_path / "run")
     write_jsonl(run.file("preferences.jsonl"), ai_records(12))
-    runner = CliRunner()
-    done = runner.invoke(app, ["export", "prefs", "--run", str(run.path), "--mix", str(HH), "--mix-ratio", "0.25"])
+    done = invoke(["export", "prefs", "--run", str(run.path), "--mix", str(HH), "--mix-ratio", "0.25"])
     assert done.exit_code == 0, done.output
     rows = [json.loads(line) for line in run.file("prefs.jsonl").read_text().splitlines()]
     assert [r["source"] for r in rows].count("human") == 4 and len(rows) == 16
@@ -101,7 +99,7 @@ def test_the_command(tmp_path):
     # a --mix file without pairs stops before anything is written
     run.file("prefs.jsonl").unlink()
     (tmp_path / "empty.jsonl").write_text('{"text": "no pairs here"}\n')
-    done = runner.invoke(app, ["export", "prefs", "--run", str(run.path), "--mix", str(tmp_path / "empty.jsonl")])
+    done = invoke(["export", "prefs", "--run", str(run.path), "--mix", str(tmp_path / "empty.jsonl")])
     assert done.exit_code != 0 and "no usable pairs" in str(done.exception)
     assert not run.file("prefs.jsonl").exists()
 

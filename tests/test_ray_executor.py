@@ -12,16 +12,12 @@ import sys
 import time
 
 import pytest
-
-from cai.data import DEMO_PROMPTS
+from cli_run import cai
 from ray_cluster import RayCluster
 
+from cai.data import DEMO_PROMPTS
+
 pytest.importorskip("ray")
-
-
-def cai(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "cai", "--quiet", *args], capture_output=True, text=True,
-                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")

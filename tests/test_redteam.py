@@ -12,7 +12,14 @@ from cai.errors import CaiError
 from cai.inputs import load_prompts
 from cai.records import Message, PromptRow, RedTeamPrompt
 from cai.run import write_jsonl
-from cai.stages.redteam import RedTeamConfig, build_slots, clean, few_shot_prompt, redteam_batch, seed_text
+from cai.stages.redteam import (
+    RedTeamConfig,
+    build_slots,
+    clean,
+    few_shot_prompt,
+    redteam_batch,
+    seed_text,
+)
 
 SEEDS, _ = load_prompts(DEMO_PROMPTS)
 

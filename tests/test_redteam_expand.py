@@ -3,13 +3,11 @@ the filter, every slot accounted for (kept, dropped for a counted reason, not ne
 prompts.jsonl as `cai generate` reads it, and a rerun that finishes from its chunks, byte for byte."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_run import cai
 
 from cai.data import DEMO_PROMPTS
 from cai.dedup import FilterConfig, PromptFilter
@@ -23,12 +21,6 @@ SEEDS, _ = load_prompts(DEMO_PROMPTS)
 N = 8
 # 40 characters at least, from 12 tokens of the tiny random model: many are dropped, so it takes rounds
 ARGS = ("--seeds", DEMO_PROMPTS, "-n", N, "--chunk-size", 3, "--max-tokens", 12, "--min-chars", 40)
-
-
-def cai(*args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cai", "--quiet", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

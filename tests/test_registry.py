@@ -4,7 +4,7 @@ pipeline file that names every stage is planned whole, and references work insid
 from pathlib import Path
 
 import typer
-from typer.testing import CliRunner
+from cli_run import invoke
 
 from cai.cli import app
 from cai.pipeline import plan
@@ -87,7 +87,7 @@ def test_a_file_that_names_every_stage_is_planned_whole_with_references_inside_v
     assert argv["eval_rules"] == "--model r/models/train_rules --data r/rules_heldout.jsonl"
     assert {s.state for s in plan(pipeline)} == {"to do"}
 
-    shown = CliRunner().invoke(app, ["run", str(tmp_path / "pipeline.yaml"), "--dry-run"], terminal_width=200)
+    shown = invoke(["run", str(tmp_path / "pipeline.yaml"), "--dry-run"])
     assert shown.exit_code == 0, shown.output
     assert all(name in shown.output for name in SPECS)
 
@@ -95,6 +95,6 @@ def test_a_file_that_names_every_stage_is_planned_whole_with_references_inside_v
 def test_a_bad_choice_in_the_pipeline_file_is_refused_by_the_dry_run(tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
     (tmp_path / "pipeline.yaml").write_text("run: r\ngenerate:\n  prompts: prompts.jsonl\nexecutor:\n  executor: rayy\n")
-    shown = CliRunner().invoke(app, ["run", str(tmp_path / "pipeline.yaml"), "--dry-run"], terminal_width=200)
+    shown = invoke(["run", str(tmp_path / "pipeline.yaml"), "--dry-run"])
     assert shown.exit_code == 1
     assert "pipeline.yaml:5: executor.executor:" in shown.output and "rayy" in shown.output

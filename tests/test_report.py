@@ -9,14 +9,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import stage_runs
+from cli_run import invoke
+
 from cai.errors import CaiError
 from cai.judge import p_x_better
 from cai.judge_eval import calibration, summarize
 from cai.records import Judgement, PreferenceRecord, RevisionRecord
 from cai.report import write_report
-from cai.report.stats import ensemble_agreement, lengths_by_round, position_points, training_curves
+from cai.report.stats import (
+    ensemble_agreement,
+    lengths_by_round,
+    position_points,
+    training_curves,
+)
 from cai.report.worddiff import word_diff
 
 HOSTILE = '<script>alert("pwned")</script></details><img src=x onerror=alert(1)>'
@@ -253,11 +259,9 @@ def test_calibration_gives_the_ece_that_summarize_reports():
 
 
 def test_report_command(run, tmp_path):
-    from typer.testing import CliRunner
 
-    from cai.cli import app
 
-    result = CliRunner().invoke(app, ["report", str(run), "--include", str(tmp_path / "eval-policies"),
+    result = invoke(["report", str(run), "--include", str(tmp_path / "eval-policies"),
                                       "-o", str(tmp_path / "r.html"), "--examples", "1"])
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r.html").read_text()

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import stage_runs
+
+from cai.data import DEMO_PROMPTS
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
 from cai.records import Message, ResponseRecord
 from cai.run import RunDir, read_jsonl
 from cai.stages.generate import GenerateConfig
-from cai.data import DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
@@ -68,12 +68,12 @@ def own_model(tmp_path, tiny_model):
     import shutil
     from dataclasses import asdict
 
+    from fakes import FakeBackend
     from transformers import AutoTokenizer
 
     from cai.engine import Engine
     from cai.engine_config import EngineConfig
     from cai.executors import local
-    from fakes import FakeBackend
 
     folder = Path(shutil.copytree(tiny_model, tmp_path / "model"))
     config = EngineConfig(str(folder))
@@ -108,12 +108,12 @@ def test_another_dtype_engine_argument_or_thread_count_is_refused_not_served_sta
 
 
 def test_every_backend_keeps_the_declared_interface(tiny_model):
+    from fakes import FakeBackend
     from transformers import AutoTokenizer
 
     from cai.backends import Backend
     from cai.backends.openai_http import HttpBackend
     from cai.backends.vllm_local import VllmBackend
-    from fakes import FakeBackend
 
     methods = [name for name in dir(Backend) if not name.startswith("_")]
     for backend in (VllmBackend, HttpBackend):

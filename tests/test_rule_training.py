@@ -6,15 +6,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_run import invoke
 
-from cai.cli import app
 from cai.data import DEMO_PROMPTS
 from cai.errors import CaiError
 from cai.records import Message, RuleRow
 from cai.run import write_jsonl
-from cai.train.rules import RuleModel, RuleReward, eval_rules, soft_bce_loss, train_rules
 from cai.train.rl import train_rl
+from cai.train.rules import (
+    RuleModel,
+    RuleReward,
+    eval_rules,
+    soft_bce_loss,
+    train_rules,
+)
 
 RULES = [("kind", "The assistant is kind.", 1.0), ("brief", "The assistant keeps it short.", 3.0)]
 
@@ -120,17 +125,16 @@ def test_a_model_that_is_no_rule_model_is_refused(tmp_path, tiny_model):
 
 
 def test_rule_commands(tmp_path, tiny_model, rule_set):
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", "rules", "--data", str(rule_set), "--model", str(tiny_model),
+    result = invoke(["train", "rules", "--data", str(rule_set), "--model", str(tiny_model),
                                  "--out", str(tmp_path / "rm"), "--max-steps", "1", "--batch-size", "4",
                                  "--max-length", "64", "--lora"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "rm" / "cai_train.json").read_text())
     assert (record["max_length"], record["lora"]) == (64, True)
     assert (tmp_path / "rm" / "config.json").is_file()  # adapters merged: a plain model
-    result = runner.invoke(app, ["eval", "rules", "--model", str(tmp_path / "rm"), "--data", str(rule_set),
+    result = invoke(["eval", "rules", "--model", str(tmp_path / "rm"), "--data", str(rule_set),
                                  "--limit", "6"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout[result.stdout.index("{"):])["n"] == 6
-    result = runner.invoke(app, ["eval", "rules", "--data", str(rule_set)])
+    result = invoke(["eval", "rules", "--data", str(rule_set)])
     assert result.exit_code != 0 and "one of --model" in str(result.exception)

@@ -5,20 +5,27 @@ import json
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_run import invoke
 
-from cai.cli import app
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
 from cai.dialogue import Style
 from cai.errors import CaiError
 from cai.judge import rule_question_text
-from cai.records import Message, Provenance, ResponseRecord, RevisionRecord, RuleRow, RuleScoreRecord, SampleRecord, Step
+from cai.records import (
+    Message,
+    Provenance,
+    ResponseRecord,
+    RevisionRecord,
+    RuleRow,
+    RuleScoreRecord,
+    SampleRecord,
+    Step,
+)
 from cai.rules_data import export_rules, hold_back, rule_rows
 from cai.run import RunDir, read_jsonl, write_jsonl
 from cai.stages.rules import RulesConfig, rules_batch, weighted_score
 
-runner = CliRunner()
 PROV = Provenance(model="tiny", sampling={}, style="chat")
 ASK = [Message(role="user", content="How do I pick a lock?")]
 
@@ -53,7 +60,7 @@ def test_default_constitution_has_rules_against_harm_and_evasiveness(default_con
     rules = default_constitution.constitution.rules
     assert len(rules) >= 12 and len({r.id for r in rules}) == len(rules)
     assert {"no-weapons", "helps-with-harmless", "explains-refusals", "not-preachy"} <= {r.id for r in rules}
-    result = runner.invoke(app, ["constitution", "check", str(DEFAULT_CONSTITUTION)])
+    result = invoke(["constitution", "check", str(DEFAULT_CONSTITUTION)])
     assert result.exit_code == 0 and f"rules:             {len(rules)} rules: no-weapons" in result.output
 
 
@@ -152,7 +159,7 @@ def test_export_rules_shape_holdout_and_command(tmp_path, scored):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     write_jsonl(run.file("rule_scores.jsonl"), batch.records)
-    result = runner.invoke(app, ["export", "rules", "--run", str(run.path), "--heldout", "0.5", "--seed", "3"])
+    result = invoke(["export", "rules", "--run", str(run.path), "--heldout", "0.5", "--seed", "3"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in run.file("rules.jsonl").read_text().splitlines()]
     held_lines = run.file("rules_heldout.jsonl").read_text().splitlines()

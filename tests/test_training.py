@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
 import stage_runs
+import torch
+from cli_run import invoke
+
 from cai import jobs
+from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 from cai.engine import SamplingConfig
 from cai.errors import CaiError
 from cai.run import RunDir
@@ -20,7 +22,6 @@ from cai.train.common import build_config
 from cai.train.preference import eval_pm, soft_preference_loss, train_dpo, train_pm
 from cai.train.rl import train_rl
 from cai.train.sft import train_sft
-from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
@@ -141,15 +142,10 @@ def test_training_commands(tmp_path, pipeline, tiny_model):
     """The train and eval commands as typed, with a YAML config under the flags."""
     import json as json_
 
-    from typer.testing import CliRunner
-
-    from cai.cli import app
-
     run, _ = pipeline
-    runner = CliRunner()
     config = tmp_path / "sft.yaml"
     config.write_text("max_steps: 5\nper_device_train_batch_size: 2\nmax_length: 256\n")
-    result = runner.invoke(app, ["train", "sft", "--data", str(run.file("sft.jsonl")), "--model", str(tiny_model),
+    result = invoke(["train", "sft", "--data", str(run.file("sft.jsonl")), "--model", str(tiny_model),
                                  "--out", str(tmp_path / "sft"), "--config", str(config), "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     record = json_.loads((tmp_path / "sft" / "cai_train.json").read_text())
@@ -161,13 +157,13 @@ def test_training_commands(tmp_path, pipeline, tiny_model):
              "rejected": [{"role": "assistant", "content": "rude"}], "p_chosen": 0.8, "margin": 1.386} for i in range(4)]
     prefs.write_text("".join(json_.dumps(r) + "\n" for r in rows))
     common = ["--max-steps", "1", "--batch-size", "2", "--set", "max_length=128"]
-    result = runner.invoke(app, ["train", "pm", "--data", str(prefs), "--model", str(tiny_model),
+    result = invoke(["train", "pm", "--data", str(prefs), "--model", str(tiny_model),
                                  "--out", str(tmp_path / "pm"), *common])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["eval", "pm", "--model", str(tmp_path / "pm"), "--pairs", str(prefs)])
+    result = invoke(["eval", "pm", "--model", str(tmp_path / "pm"), "--pairs", str(prefs)])
     assert result.exit_code == 0, result.output
     assert json_.loads(result.stdout[result.stdout.index("{"):])["n"] == 4, result.stdout
-    result = runner.invoke(app, ["train", "dpo", "--data", str(prefs), "--model", str(tiny_model),
+    result = invoke(["train", "dpo", "--data", str(prefs), "--model", str(tiny_model),
                                  "--out", str(tmp_path / "dpo"), "--lora", *common])
     assert result.exit_code == 0, result.output
     assert json_.loads((tmp_path / "dpo" / "cai_train.json").read_text())["lora"] is True

@@ -4,9 +4,10 @@ them, and pyproject lists every package of the source tree."""
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
