@@ -11,7 +11,6 @@ are relative to the file's folder, where every stage runs.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -22,10 +21,10 @@ from cai.data import DEFAULT_CONSTITUTION
 from cai.inputs import sha256_of
 from cai.models import DEFAULT_MODEL, files_fingerprint
 from cai.options import ENGINE, EXECUTOR
+from cai.pipeline_values import argv_of, plain, usage_error, yaml_key
 from cai.registry import SPECS, STAGES, StageSpec
 from cai.stage import fingerprint
 from cai.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
-
 
 TOP_KEYS = ("run", "model", "constitution", "engine", "executor")
 MANAGED = {"run": "the top-level `run`", "out": "the run folder (RUN/models/STAGE for models)",
@@ -65,18 +64,6 @@ class Pipeline:
 
 class _Unresolved(Exception):
     pass
-
-
-def yaml_key(param) -> str:
-    longs = [o for o in param.opts if o.startswith("--")]
-    return (longs[0] if longs else param.opts[0]).lstrip("-").replace("-", "_")
-
-
-def _usage_error():
-    """typer's usage errors (its own copy of click's from typer 0.25 on): BadParameter's base."""
-    import typer
-
-    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class _Reader:
@@ -199,7 +186,7 @@ class _Reader:
         words = {}
         for key, value in values.items():
             try:
-                words[key] = _argv(params[key], value)
+                words[key] = argv_of(params[key], value)
             except ValueError as e:
                 self.problem(origin.get(key, (spec.name,)), f"{_where(origin, key, spec)}: {e}")
                 bad.add(key)
@@ -209,7 +196,7 @@ class _Reader:
         settings = {}  # the values that differ from the command's defaults, and every input file
         for param in command.params:
             value = ctx.params.get(param.name)
-            if param.name in RUNTIME or not isinstance(value, Path) and _plain(value) == _plain(param.default):
+            if param.name in RUNTIME or not isinstance(value, Path) and plain(value) == plain(param.default):
                 continue
             where = origin.get(yaml_key(param), (spec.name,)) if param.opts else (spec.name,)
             settings[param.name] = self.setting(value, base, run_text, where, param.name)
@@ -225,7 +212,7 @@ class _Reader:
             try:
                 return command.make_context(" ".join(spec.command), [w for ws in words.values() for w in ws],
                                             resilient_parsing=False)
-            except _usage_error() as e:
+            except usage_error() as e:
                 param = getattr(e, "param", None)
                 key = yaml_key(param) if param is not None and param.opts else None
                 if type(e).__name__ == "MissingParameter":
@@ -236,7 +223,7 @@ class _Reader:
                                                    f"--{key.replace('_', '-')}`){hint}")
                     return None
                 where = origin.get(key, (spec.name,))
-                self.problem(where, f"{_where(origin, key, spec)}: {e.message}" if key else f"{spec.name}: {e.format_message()}")
+                self.problem(where, f"{_where(origin, key, spec)}: {e.message.removeprefix('Value error, ')}" if key else f"{spec.name}: {e.format_message()}")
                 if key not in words:
                     return None
                 del words[key]
@@ -254,6 +241,8 @@ class _Reader:
         text, run_prefix = str(value), run_text.rstrip("/")
         if text == run_prefix or text.startswith(run_prefix + "/"):
             return "{run}" + text[len(run_prefix):]
+        if name.endswith("tokenizer") and _local_path(text):
+            value = Path(text)  # a tokenizer folder must be there now, not when a server stage starts
         if not isinstance(value, Path):
             return text
         path = base / value
@@ -300,56 +289,17 @@ class _Reader:
         return REF.sub(replace, value)
 
 
+def _local_path(text: str) -> bool:
+    """A value that can only be a local path (not a hub id such as "org/name")."""
+    return text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
 def _where(origin: dict, key: str, spec: StageSpec) -> str:
     """How a problem names a value: its stage and key, or the section it came from."""
     source = origin.get(key)
     if source is None or source[0] == spec.name:
         return f"{spec.name}.{key}"
     return ".".join(source)
-
-
-def _plain(value):
-    """A value as compared with an option's default: no options given is no value."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return list(value) or None
-    return value
-
-
-def _flag(param) -> str:
-    return next((o for o in param.opts if o.startswith("--")), param.opts[0])
-
-
-def _scalar(value) -> str:
-    if isinstance(value, (list, dict)):
-        raise ValueError("takes plain values, not nested lists or mappings")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _argv(param, value) -> list[str]:
-    """One option's value as command-line words: flags from booleans, repeated options from lists
-    (or a mapping, as KEY=VALUE pairs)."""
-    if value is None:
-        return []
-    flag = _flag(param)
-    if param.is_flag:
-        if not isinstance(value, bool):
-            raise ValueError(f"takes true or false, not {value!r}")
-        if value:
-            return [flag]
-        return [param.secondary_opts[0]] if param.secondary_opts else []
-    if param.multiple:
-        if isinstance(value, dict):
-            items = [f"{k}={json.dumps(v)}" for k, v in value.items()]
-        else:
-            items = value if isinstance(value, list) else [value]
-        return [word for item in items for word in (flag, _scalar(item))]
-    if isinstance(value, (list, dict)):
-        raise ValueError("takes one value, not a list or mapping")
-    return [flag, _scalar(value)]
 
 
 def read_pipeline(path: str | Path, commands) -> Pipeline:

@@ -98,3 +98,13 @@ def test_a_bad_choice_in_the_pipeline_file_is_refused_by_the_dry_run(tmp_path):
     shown = invoke(["run", str(tmp_path / "pipeline.yaml"), "--dry-run"])
     assert shown.exit_code == 1
     assert "pipeline.yaml:5: executor.executor:" in shown.output and "rayy" in shown.output
+
+
+def test_a_missing_tokenizer_folder_is_refused_by_the_dry_run(tmp_path):
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    (tmp_path / "pipeline.yaml").write_text("run: r\ngenerate:\n  prompts: prompts.jsonl\n"
+                                            "engine:\n  server: [http://127.0.0.1:9/v1]\n  tokenizer: ./no/such/tokenizer\n")
+    shown = invoke(["run", tmp_path / "pipeline.yaml", "--dry-run"])
+    assert shown.exit_code == 1
+    assert "pipeline.yaml:6: engine.tokenizer: no/such/tokenizer: no such file or folder" in shown.output
+

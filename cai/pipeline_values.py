@@ -1,0 +1,63 @@
+"""Option values between a pipeline file and a click command: a YAML key for each option, a YAML
+value as command-line words, and a parsed value as compared with the option's default."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+
+
+def yaml_key(param) -> str:
+    longs = [o for o in param.opts if o.startswith("--")]
+    return (longs[0] if longs else param.opts[0]).lstrip("-").replace("-", "_")
+
+
+def usage_error():
+    """typer's usage errors (its own copy of click's from typer 0.25 on): BadParameter's base."""
+    import typer
+
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def plain(value):
+    """A value as compared with an option's default: no options given is no value."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return list(value) or None
+    return value
+
+
+def flag_of(param) -> str:
+    return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+
+
+def scalar(value) -> str:
+    if isinstance(value, (list, dict)):
+        raise ValueError("takes plain values, not nested lists or mappings")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def argv_of(param, value) -> list[str]:
+    """One option's value as command-line words: flags from booleans, repeated options from lists
+    (or a mapping, as KEY=VALUE pairs)."""
+    if value is None:
+        return []
+    flag = flag_of(param)
+    if param.is_flag:
+        if not isinstance(value, bool):
+            raise ValueError(f"takes true or false, not {value!r}")
+        if value:
+            return [flag]
+        return [param.secondary_opts[0]] if param.secondary_opts else []
+    if param.multiple:
+        if isinstance(value, dict):
+            items = [f"{k}={json.dumps(v)}" for k, v in value.items()]
+        else:
+            items = value if isinstance(value, list) else [value]
+        return [word for item in items for word in (flag, scalar(item))]
+    if isinstance(value, (list, dict)):
+        raise ValueError("takes one value, not a list or mapping")
+    return [flag, scalar(value)]
