@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from cai.records import (
 )
 from cai.run import RunDir, atomic_write, now, read_jsonl, write_jsonl
 from cai.sources import PairSource, PromptSource, RecordSource
-from cai.stage import CHUNK_SIZE, JobReport, Stage, execute
+from cai.stage import CHUNK_SIZE, JobReport, Stage, config_settings, execute
 from cai.stages.critique import CritiqueConfig, critique_batch
 from cai.stages.generate import GenerateConfig, generate_batch, sample_batch
 from cai.stages.label import LabelConfig, label_batch
@@ -59,17 +58,14 @@ def generate_stage(prompts: Path, config: GenerateConfig, engine: EngineConfig, 
                    limit: int | None = None, stage: str = "generate") -> Stage:
     """`generate` (one answer per prompt, responses.jsonl) or `sample` (config.n, samples.jsonl)."""
     batch, output = (generate_batch, "responses.jsonl") if stage == "generate" else (sample_batch, "samples.jsonl")
-    settings = {"model": config.model, "style": config.style.value, "sampling": config.sampling.to_dict(),
-                "n": config.n, "prompts": str(prompts), "prompt_field": prompt_field, "quality": asdict(config.quality)}
+    settings = {**config_settings(config), "prompts": str(prompts), "prompt_field": prompt_field}
     return Stage(stage, output, PromptSource(Path(prompts), stage, limit, prompt_field),
                  partial(batch, config=config), settings, engine, _flag_notes)
 
 
 def critique_stage(run: RunDir, constitution: LoadedConstitution, config: CritiqueConfig, engine: EngineConfig) -> Stage:
     source = run.require("responses.jsonl", "cai generate")
-    settings = {"model": config.model, "style": config.style.value, "sampling": config.sampling.to_dict(),
-                "rounds": config.rounds, "seed": config.seed, "constitution": constitution_settings(constitution),
-                "quality": asdict(config.quality)}
+    settings = {**config_settings(config), "constitution": constitution_settings(constitution)}
 
     def notes(counters: Counter) -> list[str]:
         stopped = [f"{n} examples {k}" for k, n in counters.items() if k.startswith("stopped early")]
@@ -91,8 +87,7 @@ def _check_judge_settings(constitution: LoadedConstitution, config: LabelConfig)
 
 
 def _judge_settings(constitution: LoadedConstitution, config: LabelConfig) -> dict:
-    return {"judge_model": config.model, "style": config.style.value, **config.settings(), "seed": config.seed,
-            "constitution": constitution_settings(constitution)}
+    return {**config_settings(config, "judge_model"), "constitution": constitution_settings(constitution)}
 
 
 def _dropped_notes(counters: Counter) -> list[str]:

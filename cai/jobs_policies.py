@@ -27,7 +27,7 @@ from cai.quality import QualityConfig
 from cai.records import ComparisonRecord, PolicyAnswers, ResponseRecord
 from cai.run import RunDir, now, read_jsonl, write_jsonl
 from cai.sources import RecordSource
-from cai.stage import JobReport, Stage
+from cai.stage import JobReport, Stage, config_settings
 from cai.stages.compare import CompareConfig, compare_batch
 from cai.stages.generate import GenerateConfig
 
@@ -115,8 +115,8 @@ def _compare_notes(counters: Counter) -> list[str]:
 def compare_stage(out: RunDir, answers: Path, policies: list[Policy], constitution: LoadedConstitution,
                   config: CompareConfig, engine: EngineConfig) -> Stage:
     check_tags(constitution, config)
-    settings = {"judge_model": config.model, "style": config.style.value, **config.settings(), "seed": config.seed,
-                "constitution": constitution_settings(constitution), "policies": {p.name: p.model for p in policies}}
+    settings = {**config_settings(config, "judge_model"), "constitution": constitution_settings(constitution),
+                "policies": {p.name: p.model for p in policies}}
     return Stage("compare", "comparisons.jsonl", RecordSource(answers, "compare", record_type=PolicyAnswers),
                  partial(compare_batch, constitution=constitution, config=config), settings, engine, _compare_notes)
 

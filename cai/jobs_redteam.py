@@ -29,7 +29,7 @@ from cai.inputs import load_prompts, sha256_of
 from cai.records import PromptRow, RedTeamPrompt, RedTeamSlot
 from cai.run import RunDir, now, read_jsonl, write_jsonl
 from cai.sources import Source
-from cai.stage import JobReport, Stage
+from cai.stage import JobReport, Stage, config_settings
 from cai.stages.redteam import RedTeamConfig, build_slots, redteam_batch, seed_text
 
 log = logging.getLogger("cai")
@@ -58,8 +58,7 @@ class SlotSource(Source):
 def round_stage(seeds_path: Path, seeds: list[PromptRow], round_number: int, start: int, stop: int,
                 config: RedTeamConfig, engine: EngineConfig) -> Stage:
     name = f"redteam_{round_number}"
-    settings = {"model": config.model, "style": config.style.value, "sampling": config.sampling.to_dict(),
-                "shots": config.shots, "seed": config.seed, "seeds": str(seeds_path), "slots": [start, stop]}
+    settings = {**config_settings(config), "seeds": str(seeds_path), "slots": [start, stop]}
     source = SlotSource(Path(seeds_path), name, None, tuple(seeds), start, stop, config.shots, config.seed)
     return Stage(name, f"generated_{round_number}.jsonl", source,
                  partial(redteam_batch, config=config, stage=name), settings, engine)

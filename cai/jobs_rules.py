@@ -20,7 +20,7 @@ from cai.errors import CaiError
 from cai.jobs import constitution_settings
 from cai.run import RunDir
 from cai.sources import RecordSource
-from cai.stage import JobReport, Stage
+from cai.stage import JobReport, Stage, config_settings
 from cai.stages.rules import RULES_INPUTS, RulesConfig, rules_batch
 
 
@@ -49,7 +49,7 @@ def rules_stage(run: RunDir, kind: str, path: Path, constitution: LoadedConstitu
                 engine: EngineConfig) -> Stage:
     if not constitution.constitution.rules:
         raise CaiError(f"{constitution.path} has no rules for the judge to check")
-    settings = {"judge_model": config.model, "style": config.style.value, "input": kind,
+    settings = {**config_settings(config, "judge_model"), "input": kind,
                 "constitution": constitution_settings(constitution)}
     return Stage("rules", "rule_scores.jsonl", RecordSource(path, "rules", record_type=RULES_INPUTS[kind][1]),
                  partial(rules_batch, constitution=constitution, config=config), settings, engine, _notes)

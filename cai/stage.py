@@ -18,7 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from cai.chunks import ChunkStore, ChunkWork, batched
@@ -64,6 +65,14 @@ class JobReport:
     @property
     def error_rate(self) -> float:
         return len(self.skipped) / self.rows_in if self.rows_in else 0.0
+
+
+def config_settings(config, model_key: str = "model") -> dict:
+    """A stage's config as its settings: every field (nested configs too), never a hand-picked
+    list that could leave one out; enums by their value, as the manifest stores them. A judge's
+    stage names its model `judge_model`."""
+    fields = json.loads(json.dumps(asdict(config), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+    return {model_key if k == "model" else k: v for k, v in fields.items()}
 
 
 def fingerprint(settings: dict) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from cai import jobs
-from cai.cli.common import ChunkSize, ConstitutionOpt, Limit, Model, app, err
+from cai.cli.common import ROUNDS, ChunkSize, ConstitutionOpt, Limit, Model, app, err
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 from cai.engine import SamplingConfig
@@ -34,7 +34,7 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("critique")
 def bench_critique(
     run: Annotated[Path, typer.Option("--run", help="A run folder with responses.jsonl (left unchanged).")],
-    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
+    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = ROUNDS,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     model: Annotated[str, option(EngineConfig, "model")] = DEFAULT_MODEL,
     max_tokens: Annotated[int, option(SamplingConfig, "max_tokens")] = default_of(SamplingConfig, "max_tokens"),

@@ -20,9 +20,11 @@ from cai.dialogue import Style
 from cai.engine_config import EngineConfig
 from cai.executors import ExecutorConfig
 from cai.models import DEFAULT_MODEL
+from cai.options import default_of
 from cai.progress import settings as progress_settings
 from cai.quality import DEFAULT_DROP, FLAGS, parse_flags
 from cai.run import RunDir, first_record
+from cai.stages.critique import CritiqueConfig
 from cai.stages.label import LabelConfig
 from cai.yaml_errors import InvalidFile
 
@@ -60,6 +62,11 @@ Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Any other TRL 
 Force = Annotated[bool, typer.Option("--force", help="Redo the stage even if the run folder holds output of other settings.")]
 ChunkSize = Annotated[int, typer.Option(min=1, help="Examples per chunk: the unit of work, of resume and of each batched engine call.")]
 MaxErrorRate = Annotated[float, typer.Option(min=0.0, max=1.0, help="Exit non-zero when a larger share of rows fails.")]
+# Defaults that several commands share, each read from where it is decided.
+MAX_ERROR_RATE = 0.1
+DROP_FLAGS = ",".join(DEFAULT_DROP)
+COT_LOW, COT_HIGH = default_of(LabelConfig, "cot_bounds")
+ROUNDS = default_of(CritiqueConfig, "rounds")
 DropFlags = Annotated[str, typer.Option(help=f"Comma-separated quality flags that leave a row out ({', '.join(FLAGS)}).")]
 KeepFlagged = Annotated[bool, typer.Option("--keep-flagged", help="Keep flagged rows (they keep their flags).")]
 
@@ -166,7 +173,7 @@ def from_first_row(path: Path, record_type, engine: EngineConfig, style: Optiona
 
 
 def label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed,
-                  drop_flags: str = ",".join(DEFAULT_DROP), keep_flagged: bool = False) -> LabelConfig:
+                  drop_flags: str = DROP_FLAGS, keep_flagged: bool = False) -> LabelConfig:
     return LabelConfig(judge, style, principles_per_pair, not no_swap, cot, (cot_min, cot_max), seed=seed,
                        drop_flags=parse_flags(drop_flags), keep_flagged=keep_flagged)
 

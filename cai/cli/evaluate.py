@@ -11,6 +11,9 @@ import typer
 
 from cai import jobs
 from cai.cli.common import (
+    COT_HIGH,
+    COT_LOW,
+    MAX_ERROR_RATE,
     ChunkSize,
     ConstitutionOpt,
     Cot,
@@ -70,8 +73,8 @@ def eval_judge(
     principles_per_pair: PrinciplesPerPair = 1,
     cot: Cot = False,
     no_swap: NoSwap = False,
-    cot_min: CotMin = 0.4,
-    cot_max: CotMax = 0.6,
+    cot_min: CotMin = COT_LOW,
+    cot_max: CotMax = COT_HIGH,
     style: StyleOpt = Style.chat,
     seed: Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
@@ -162,7 +165,7 @@ def eval_policies(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the answers, comparisons, eval.json and plots.")] = Path("runs/eval-policies"),
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Every policy answers every prompt, the judge compares every pair of answers in both orders:
     win rates and Elo with 95% intervals per tag, in OUT/eval.json, printed and plotted.

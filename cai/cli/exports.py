@@ -8,10 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from cai import jobs
-from cai.cli.common import DropFlags, KeepFlagged, RunOpt, app, out, summarize
+from cai.cli.common import (
+    DROP_FLAGS,
+    DropFlags,
+    KeepFlagged,
+    RunOpt,
+    app,
+    out,
+    summarize,
+)
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
-from cai.quality import DEFAULT_DROP, parse_flags
+from cai.quality import parse_flags
 from cai.run import RunDir
 
 export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
@@ -24,7 +32,7 @@ def export_prefs(
     run: RunOpt,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: RUN/prefs.jsonl.")] = None,
     min_confidence: Annotated[float, typer.Option(min=0.5, max=1.0, help="Keep pairs with p_chosen at least this.")] = 0.5,
-    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    drop_flags: DropFlags = DROP_FLAGS,
     keep_flagged: KeepFlagged = False,
     mix: Annotated[Optional[Path], typer.Option(help="Human-labelled pairs to blend in (hh-rlhf chosen/rejected, or prompt/chosen/rejected).")] = None,
     mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
@@ -43,7 +51,7 @@ def export_sft(
     all_rounds: Annotated[bool, typer.Option(help="One row per round's revision, as the paper trained.")] = False,
     mix: Annotated[Optional[Path], typer.Option(help="Helpful conversations to blend in.")] = None,
     mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
-    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    drop_flags: DropFlags = DROP_FLAGS,
     keep_flagged: KeepFlagged = False,
     seed: Annotated[int, typer.Option(help="Seeds which --mix rows are blended in, and their order.")] = 0,
 ):

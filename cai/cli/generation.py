@@ -9,6 +9,11 @@ import typer
 
 from cai import jobs
 from cai.cli.common import (
+    COT_HIGH,
+    COT_LOW,
+    DROP_FLAGS,
+    MAX_ERROR_RATE,
+    ROUNDS,
     ChunkSize,
     ConstitutionOpt,
     Cot,
@@ -34,6 +39,7 @@ from cai.cli.common import (
 )
 from cai.constitution import load_constitution
 from cai.data import DEFAULT_CONSTITUTION
+from cai.dedup import FilterConfig
 from cai.dialogue import Style
 from cai.engine import SamplingConfig
 from cai.engine_config import EngineConfig
@@ -48,13 +54,15 @@ from cai.options import (
     SAMPLING_DRAWS,
     SAMPLING_HOT,
     SAMPLING_REDTEAM,
+    default_of,
     with_options,
 )
-from cai.quality import DEFAULT_DROP, QualityConfig
+from cai.quality import QualityConfig
 from cai.records import ResponseRecord, SampleRecord
 from cai.run import RunDir
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
+from cai.stages.redteam import RedTeamConfig
 
 
 @app.command()
@@ -71,7 +79,7 @@ def generate(
     style: StyleOpt = Style.chat,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Write the model's first answer to each prompt into RUN/responses.jsonl."""
     config = GenerateConfig(engine.model, style, sampling, quality=quality)
@@ -87,12 +95,12 @@ def critique(
     sampling: SamplingConfig,
     quality: QualityConfig,
     executor: ExecutorConfig,
-    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = 4,
+    rounds: Annotated[int, typer.Option(min=1, help="Critique/revision rounds.")] = ROUNDS,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the responses.")] = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Critique and revise RUN/responses.jsonl, round after round, into RUN/revisions.jsonl.
 
@@ -120,7 +128,7 @@ def sample(
     style: StyleOpt = Style.chat,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Write N answers per prompt into RUN/samples.jsonl, for the AI judge to compare."""
     config = GenerateConfig(engine.model, style, sampling, n, quality)
@@ -138,15 +146,15 @@ def label(
     principles_per_pair: PrinciplesPerPair = 1,
     cot: Cot = False,
     no_swap: NoSwap = False,
-    cot_min: CotMin = 0.4,
-    cot_max: CotMax = 0.6,
+    cot_min: CotMin = COT_LOW,
+    cot_max: CotMax = COT_HIGH,
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the samples.")] = None,
     seed: Seed = 0,
-    drop_flags: DropFlags = ",".join(DEFAULT_DROP),
+    drop_flags: DropFlags = DROP_FLAGS,
     keep_flagged: KeepFlagged = False,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Label every pair of answers in RUN/samples.jsonl with the AI judge: RUN/preferences.jsonl.
 
@@ -171,7 +179,7 @@ def rules(
     style: Annotated[Optional[Style], typer.Option(help="Default: the style of the input rows.")] = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Judge every response in RUN against every rule of the constitution: RUN/rule_scores.jsonl.
 
@@ -202,22 +210,20 @@ def redteam_expand(
     engine: EngineConfig,
     sampling: SamplingConfig,
     executor: ExecutorConfig,
-    shots: Annotated[int, typer.Option(min=1, help="Seed prompts shown per new prompt (drawn by --seed and slot).")] = 4,
+    shots: Annotated[int, typer.Option(min=1, help="Seed prompts shown per new prompt (drawn by --seed and slot).")] = default_of(RedTeamConfig, "shots"),
     style: StyleOpt = Style.chat,
-    min_chars: Annotated[int, typer.Option(min=0, help="Drop shorter prompts.")] = 15,
-    max_chars: Annotated[int, typer.Option(min=1, help="Drop longer prompts.")] = 600,
-    near_duplicate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop prompts this similar (Jaccard of 5-character shingles) to a seed or an earlier prompt.")] = 0.55,
+    min_chars: Annotated[int, typer.Option(min=0, help="Drop shorter prompts.")] = default_of(FilterConfig, "min_chars"),
+    max_chars: Annotated[int, typer.Option(min=1, help="Drop longer prompts.")] = default_of(FilterConfig, "max_chars"),
+    near_duplicate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop prompts this similar (Jaccard of 5-character shingles) to a seed or an earlier prompt.")] = default_of(FilterConfig, "threshold"),
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
-    max_error_rate: MaxErrorRate = 0.1,
+    max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
 ):
     """Write N new red-team prompts from few-shot prompts of seed prompts: RUN/prompts.jsonl.
 
     Exact and near duplicates (of each other and of the seeds) and prompts too short or too long
     are dropped and counted; more rounds are written until N are kept or a round keeps none."""
-    from cai.dedup import FilterConfig
     from cai.jobs_redteam import expand
-    from cai.stages.redteam import RedTeamConfig
 
     config = RedTeamConfig(engine.model, style, shots, sampling.seed, sampling)
     filter_config = FilterConfig(min_chars=min_chars, max_chars=max_chars, threshold=near_duplicate)

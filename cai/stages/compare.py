@@ -41,6 +41,7 @@ class CompareConfig:
     seed: int = 0
 
     def settings(self) -> dict:
+        """What each row's provenance records of the judge's settings (its stage fingerprint holds every field)."""
         return {"tags": self.tags, "principles_per_comparison": self.principles_per_comparison, "swap": True}
 
 

@@ -53,6 +53,7 @@ class LabelConfig:
     keep_flagged: bool = False  # ...unless this is set
 
     def settings(self) -> dict:
+        """What each row's provenance records of the judge's settings (its stage fingerprint holds every field)."""
         keys = ("principles_per_pair", "swap", "cot", "cot_bounds", "cot_max_tokens", "drop_flags", "keep_flagged")
         return {k: getattr(self, k) for k in keys}
 
