@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cai.backends.vllm_local import VllmSettings, local_identity
 from cai.cache import RequestCache
 from cai.engine import Engine
 from cai.errors import CaiError
@@ -35,19 +36,22 @@ def parse_engine_args(pairs: list[str]) -> dict:
 @dataclass
 class EngineConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model: the default name, a local folder or a hub id; with --server, the served model's name."})
+    backend: str | None = field(default=None, metadata={"help": "vllm: in-process; openai: the --server URLs (default: openai where --server is given, else vllm).", "choices": ["vllm", "openai"]})
     servers: list[str] = field(default_factory=list, metadata={"help": "An OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8000/v1 (repeatable: requests are spread over them)."})
     tokenizer: str | None = field(default=None, metadata={"help": "With --server: the model's tokenizer (a local folder), for token-id prompts."})
     max_model_len: int | None = field(default=None, metadata={"help": "Context length (default: the model's).", "min": 16})
-    engine_args: dict = field(default_factory=dict, metadata={"help": "Any vLLM engine argument, KEY=VALUE (repeatable), e.g. tensor_parallel_size=2."})
     concurrency: int = field(default=64, metadata={"help": "With --server: requests in flight.", "min": 1})
     timeout: float = field(default=600.0, metadata={"help": "With --server: seconds before a request is retried elsewhere.", "min": 1.0})
-    threads: int | None = field(default=None, metadata={"help": "On CPU: the threads vLLM computes with (default: as many as torch uses here). The sampled tokens depend on it, so Ray replicas use this process's count.", "min": 1})
-    kv_cache_gib: float = 4.0  # on CPU only: vLLM would otherwise reserve most of the RAM
-    show_progress: bool = False  # vLLM's own progress bars (with --debug)
+    vllm: VllmSettings = field(default_factory=VllmSettings, metadata={"options": True})
 
     @property
-    def backend(self) -> str:
-        return "openai" if self.servers else "vllm"
+    def kind(self) -> str:
+        """The backend: the one chosen, else openai where servers are given, else vllm."""
+        kind = self.backend or ("openai" if self.servers else "vllm")
+        if (kind == "openai") != bool(self.servers):
+            raise CaiError("the openai backend needs --server URLs" if kind == "openai"
+                           else "--server URLs are for the openai backend, not --backend vllm")
+        return kind
 
     def tokenizer_path(self) -> str:
         return self.tokenizer or resolve_model(self.model)
@@ -56,28 +60,26 @@ class EngineConfig:
         """What, besides the model's name, decides a stage's output (part of its settings
         fingerprint): in-process, the model's files, dtype, engine arguments and CPU thread count;
         with --server, the tokenizer's fingerprint; never a URL."""
-        if not self.servers:
-            from cai.backends.vllm_local import local_identity
-
-            return local_identity(resolve_model(self.model), self.engine_args, self.threads)
+        if self.kind == "vllm":
+            return local_identity(resolve_model(self.model), self.vllm.engine_args, self.vllm.threads)
         from cai.backends.openai_http import tokenizer_identity
 
         return {"tokenizer_fingerprint": tokenizer_identity(self.tokenizer_path())}
 
     def record(self) -> dict:
         """What the manifest keeps: no URLs, no secrets."""
-        return {"model": self.model, "backend": self.backend, "engine_args": self.engine_args,
-                "servers": len(self.servers), "tokenizer": self.tokenizer, "threads": self.threads, **self.identity()}
+        return {"model": self.model, "backend": self.kind, "engine_args": self.vllm.engine_args,
+                "servers": len(self.servers), "tokenizer": self.tokenizer, "threads": self.vllm.threads, **self.identity()}
 
     def for_replicas(self) -> EngineConfig:
         """This config as another process must open it to compute what this one would: on CPU the
         numbers, and so the sampled tokens, depend on the thread count, and a Ray actor would
         otherwise compute with as many threads as it has CPUs."""
-        if self.servers or self.threads:
+        if self.kind == "openai" or self.vllm.threads:
             return self
         import torch
 
-        return replace(self, threads=torch.get_num_threads())
+        return replace(self, vllm=replace(self.vllm, threads=torch.get_num_threads()))
 
     def open(self, cache: Path | None = None) -> Engine:
         log.info("opening %s on %s", self.model, f"{len(self.servers)} server(s)" if self.servers else "in-process vLLM")
@@ -91,7 +93,7 @@ class EngineConfig:
         return Engine(backend, RequestCache(cache) if cache else None)
 
     def _backend(self):
-        if self.servers:
+        if self.kind == "openai":
             from cai.backends.openai_http import HttpBackend
 
             tokenizer = self.tokenizer_path()
@@ -100,5 +102,4 @@ class EngineConfig:
             return HttpBackend(self.servers, self.model, tokenizer, self.max_model_len, self.concurrency, self.timeout)
         from cai.backends.vllm_local import VllmBackend
 
-        return VllmBackend(resolve_model(self.model), self.max_model_len, self.kv_cache_gib,
-                           self.engine_args, self.show_progress, self.threads)
+        return VllmBackend(resolve_model(self.model), self.max_model_len, self.vllm)

@@ -45,6 +45,37 @@ def _cli_type(tp):
     return tp
 
 
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    """One option of a group: a field of the config, or of a config nested in it (`owner`)."""
+
+    owner: str | None
+    cls: type
+    field: dataclasses.Field
+    type: object
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+    @property
+    def metadata(self):
+        return self.field.metadata
+
+
+def _fields(cls, skip: tuple) -> list[_Field]:
+    """The fields of `cls` that are options (they have help), and those of a nested config whose
+    field says `"options": True` (the settings only one backend reads, kept with it)."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("options"):
+            found += [_Field(f.name, g.cls, g.field, g.type) for g in _fields(hints[f.name], skip)]
+        elif f.name not in skip and "help" in f.metadata:
+            found.append(_Field(None, cls, f, hints[f.name]))
+    return found
+
+
 class ConfigOptions:
     """The fields of `cls` (except `skip`) as options `--PREFIX-FIELD` (renamed by `flags`)."""
 
@@ -52,9 +83,7 @@ class ConfigOptions:
                  parse: dict | None = None, defaults: dict | None = None, helps: dict | None = None):
         self.cls, self.argument, self.prefix = cls, argument, prefix
         self.flags, self.parse, self.defaults, self.helps = flags or {}, parse or {}, defaults or {}, helps or {}
-        hints = typing.get_type_hints(cls)
-        self.fields = [f for f in dataclasses.fields(cls) if f.name not in skip and "help" in f.metadata]
-        self.types = {f.name: hints[f.name] for f in self.fields}
+        self.fields = _fields(cls, skip)
 
     def _param(self, name: str) -> str:
         return self.prefix + name
@@ -66,15 +95,17 @@ class ConfigOptions:
         params = []
         for f in self.fields:
             flag = self._flag(f.name)
-            default = self.defaults.get(f.name, default_of(self.cls, f.name))
-            tp = Literal[tuple(f.metadata["choices"])] if "choices" in f.metadata else _cli_type(self.types[f.name])
+            default = self.defaults.get(f.name, default_of(f.cls, f.name))
+            tp = _cli_type(f.type)
+            if "choices" in f.metadata:
+                tp = Literal[tuple(f.metadata["choices"])] if default is not None else Optional[Literal[tuple(f.metadata["choices"])]]
             if isinstance(default, (list, dict)):
                 default = None
             params.append(inspect.Parameter(self._param(f.name), inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=Annotated[tp, option(self.cls, f.name, flag, help=self._help(f))]))
+                                            annotation=Annotated[tp, option(f.cls, f.name, flag, help=self._help(f))]))
         return params
 
-    def _help(self, f) -> str:
+    def _help(self, f: _Field) -> str:
         """The field's help (or this group's own), naming the group's flags as spelled here: the
         judge's `--judge-tokenizer` says "With --judge-server", not "With --server"."""
         text = self.helps.get(f.name, f.metadata["help"])
@@ -88,7 +119,7 @@ class ConfigOptions:
         to a subprocess."""
         args = []
         for f in self.fields:
-            value = getattr(config, f.name)
+            value = getattr(getattr(config, f.owner) if f.owner else config, f.name)
             if value is None:
                 continue
             flag = self._flag(f.name)
@@ -102,12 +133,15 @@ class ConfigOptions:
 
     def build(self, values: dict, **fixed):
         """The config from the command's values (popped from `values`) and `fixed` fields."""
-        kwargs = {}
+        kwargs, nested = {}, {}
         for f in self.fields:
             value = values.pop(self._param(f.name))
-            if value is None and isinstance(default_of(self.cls, f.name), (list, dict)):
-                value = default_of(self.cls, f.name)
-            kwargs[f.name] = self.parse[f.name](value) if f.name in self.parse else value
+            if value is None and isinstance(default_of(f.cls, f.name), (list, dict)):
+                value = default_of(f.cls, f.name)
+            value = self.parse[f.name](value) if f.name in self.parse else value
+            (nested.setdefault(f.owner, {}) if f.owner else kwargs)[f.name] = value
+        hints = typing.get_type_hints(self.cls)
+        kwargs |= {owner: hints[owner](**given) for owner, given in nested.items()}
         return self.cls(**{**kwargs, **fixed})
 
 

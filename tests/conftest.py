@@ -72,7 +72,9 @@ def tiny(tiny_model):
     from cai.engine_config import EngineConfig
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    return EngineConfig(str(tiny_model), kv_cache_gib=1.0)
+    from cai.backends.vllm_local import VllmSettings
+
+    return EngineConfig(str(tiny_model), vllm=VllmSettings(kv_cache_gib=1.0))
 
 
 @pytest.fixture(scope="session")

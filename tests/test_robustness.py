@@ -99,10 +99,10 @@ def test_another_dtype_engine_argument_or_thread_count_is_refused_not_served_sta
     folder, config = own_model
     run = RunDir(tmp_path / "run")
     stage_runs.generate(run, PROMPTS, config, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
-    bfloat16 = replace(config, engine_args={"dtype": "bfloat16"})
+    bfloat16 = replace(config, vllm=replace(config.vllm, engine_args={"dtype": "bfloat16"}))
     with pytest.raises(CaiError, match=r"other settings \(dtype, engine_args\)"):
         stage_runs.generate(run, PROMPTS, bfloat16, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
-    more_threads = replace(config, threads=96)
+    more_threads = replace(config, vllm=replace(config.vllm, threads=96))
     with pytest.raises(CaiError, match=r"other settings \(cpu_threads\)"):
         stage_runs.generate(run, PROMPTS, more_threads, GenerateConfig(str(folder), sampling=SAMPLING), limit=2)
 

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cai.models import files_fingerprint
+
+
+@dataclass
+class VllmSettings:
+    """What only the in-process vLLM backend reads (a server has its own)."""
+
+    engine_args: dict = field(default_factory=dict, metadata={"help": "Any vLLM engine argument, KEY=VALUE (repeatable), e.g. tensor_parallel_size=2."})
+    threads: int | None = field(default=None, metadata={"help": "On CPU: the threads vLLM computes with (default: as many as torch uses here). The sampled tokens depend on it, so Ray replicas use this process's count.", "min": 1})
+    kv_cache_gib: float = 4.0  # on CPU only: vLLM would otherwise reserve most of the RAM
+    show_progress: bool = False  # vLLM's own progress bars (with --debug)
 
 
 def _context_length(model: str) -> int:
@@ -97,11 +108,12 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
 
 
 class VllmBackend:
-    def __init__(self, model: str, max_model_len: int | None = None, kv_cache_gib: float = 4.0,
-                 engine_args: dict | None = None, show_progress: bool = False, threads: int | None = None):
+    def __init__(self, model: str, max_model_len: int | None = None, settings: VllmSettings | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        self.show_progress = show_progress
-        args = {"use_tqdm_on_load": show_progress} | llm_args(model, max_model_len, kv_cache_gib, engine_args, threads)
+        settings = settings or VllmSettings()
+        self.show_progress = settings.show_progress
+        args = {"use_tqdm_on_load": settings.show_progress} | llm_args(
+            model, max_model_len, settings.kv_cache_gib, settings.engine_args, settings.threads)
         import torch
         from vllm import LLM
         from vllm.platforms import current_platform

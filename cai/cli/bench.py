@@ -116,5 +116,5 @@ def bench_http(
     if not engine.servers:
         raise CaiError("cai bench http needs at least one --server URL (and --model, the served name)")
     local = EngineConfig(local_model or engine.tokenizer_path(), max_model_len=engine.max_model_len,
-                         engine_args=engine.engine_args)
+                         vllm=engine.vllm)
     print(json.dumps(http_overhead(prompts, local, engine, sampling, limit, chunk_size), indent=2))

@@ -157,7 +157,7 @@ def exit_with_problems(e: InvalidFile, path: Path) -> None:
 
 def run_stage(run: RunDir, stage, executor: ExecutorConfig, chunk_size: int, force: bool) -> jobs.JobReport:
     if flags["debug"]:
-        stage.engine.show_progress = True
+        stage.engine.vllm.show_progress = True
     return jobs.execute(run, stage, executor.make(), chunk_size, force)
 
 

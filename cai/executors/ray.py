@@ -78,7 +78,7 @@ class RayExecutor:
     def _replica_class(self, ray, engine):
         """The actor class: its resources and restarts, and on CPU how its OpenMP threads wait."""
         env = {}
-        if self.config.replicas > 1 and (engine.threads or 0) > self.config.cpus_per_replica:
+        if self.config.replicas > 1 and (engine.vllm.threads or 0) > self.config.cpus_per_replica:
             # Replicas with more threads than CPUs may share cores, where OpenMP threads that spin
             # while they wait slow each other down: 2 replicas on 2 cores took 3.4x a local run's
             # time, 1.3x with threads that sleep (which cost a lone replica 18%).
@@ -89,9 +89,9 @@ class RayExecutor:
     def map(self, stage, store: ChunkStore, works, cache: Path, tracker):
         ray = self._connect()
         engine = stage.engine.for_replicas()
-        if engine.threads != stage.engine.threads:
+        if engine.vllm.threads != stage.engine.vllm.threads:
             log.info("each replica computes with %d threads, as this process would (on CPU the sampled "
-                     "tokens depend on it; --threads sets it)", engine.threads)
+                     "tokens depend on it; --threads sets it)", engine.vllm.threads)
         actor = self._replica_class(ray, engine)
         replicas = []
         pending: dict = {}
