@@ -4,6 +4,8 @@ cache file is only moved aside (it is a cache); answers computed in another dtyp
 import multiprocessing
 import sqlite3
 
+import pytest
+
 from cai.cache import RequestCache
 
 
@@ -40,6 +42,7 @@ def test_a_file_that_is_no_database_is_moved_aside(tmp_path, caplog):
     assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_answers_cached_under_one_dtype_are_not_given_to_another(tmp_path, tiny_model):
     """The in-process engine's cache keys name the model's dtype (and on CPU the thread count):
     another run folder with the same cache asks again when the dtype differs, not when it agrees."""

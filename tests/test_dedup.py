@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from cai.dedup import FilterConfig, PromptFilter, normalise
 
 HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
@@ -87,6 +89,7 @@ print(json.dumps([f.add(t) for t in texts[50:]]))
 """
 
 
+@pytest.mark.slow
 def test_the_same_stream_gives_the_same_decisions_in_any_process():
     """MinHash permutations come from a fixed seed, not from Python's per-process string hashing."""
     texts = _hh_prompts()

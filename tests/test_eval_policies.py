@@ -43,6 +43,7 @@ def evaluated(tmp_path_factory, tiny_model, other_model):
     return out, done, time.perf_counter() - started
 
 
+@pytest.mark.slow
 def test_each_policy_answers_in_its_own_run_folder(evaluated, tiny_model, other_model):
     out, done, _ = evaluated
     assert done.returncode == 0, done.stderr[-3000:]
@@ -64,6 +65,7 @@ def test_each_policy_answers_in_its_own_run_folder(evaluated, tiny_model, other_
     assert {a.id: a.answers["base"] for a in answers} == base
 
 
+@pytest.mark.slow
 def test_comparisons_and_eval_json_shape(evaluated):
     out, done, _ = evaluated
     rows = read_jsonl(out / "comparisons.jsonl", ComparisonRecord)
@@ -88,6 +90,7 @@ def test_comparisons_and_eval_json_shape(evaluated):
     assert (out / "elo.png").stat().st_size and (out / "harmless-vs-helpful.png").stat().st_size
 
 
+@pytest.mark.slow
 def test_a_rerun_finishes_from_its_chunks(evaluated, tiny_model, other_model):
     out, _, first = evaluated
     before = (out / "eval.json").read_bytes()
@@ -113,6 +116,7 @@ def test_policy_specs():
             parse_policies(specs, base)
 
 
+@pytest.mark.slow
 def test_unknown_tags_are_refused_before_any_answer(tmp_path):
     done = cai("eval", "policies", "--prompts", PROMPTS, "--policy", "a=x", "--policy", "b=y", "--tags", "kind",
                "--out", tmp_path / "out")

@@ -100,6 +100,7 @@ def reference(tmp_path_factory, tiny_model):
 # -- 3. two jobs on one run folder; a killed job ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_job_on_a_busy_run_folder_is_refused_in_one_line(reference):
     assert reference.first_was_running  # the rival really met a running job
     line = one_error_line(reference.rival)
@@ -115,6 +116,7 @@ def test_a_second_job_on_a_busy_run_folder_is_refused_in_one_line(reference):
         pass
 
 
+@pytest.mark.slow
 def test_a_killed_job_leaves_no_lock_and_no_temporaries(tmp_path, tiny_model, reference):
     run = tmp_path / "run"
     job = start(*generate(run, tiny_model))
@@ -136,6 +138,7 @@ def test_a_killed_job_leaves_no_lock_and_no_temporaries(tmp_path, tiny_model, re
     assert RunDir(run).manifest()["stages"]["generate"]["resumed_rows"] >= 2
 
 
+@pytest.mark.slow
 def test_a_lock_is_not_kept_by_a_child_that_outlives_its_killed_job(tmp_path):
     """vLLM may fork engine processes while a job holds the folder: the lock must die with the job."""
     script = textwrap.dedent(f"""
@@ -177,6 +180,7 @@ def test_a_lock_is_not_kept_by_a_child_that_outlives_its_killed_job(tmp_path):
 # -- 4. broken files ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_broken_manifest_is_one_line_saying_what_to_do(tmp_path, tiny_model, reference):
     run = tmp_path / "run"
     shutil.copytree(reference.run, run)
@@ -189,6 +193,7 @@ def test_a_broken_manifest_is_one_line_saying_what_to_do(tmp_path, tiny_model, r
     assert "settings the manifest does not record" in line and "--force" in line
 
 
+@pytest.mark.slow
 def test_a_broken_cache_and_a_cut_input_line_do_not_stop_the_critique(tmp_path, reference):
     run = tmp_path / "run"
     run.mkdir()
@@ -232,6 +237,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(disk)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_job_in_one_line_and_the_rerun_finishes_it(small_disk, tiny_model, reference):
     """The run folder on the small disk, the model elsewhere."""
     filler = small_disk / "filler"

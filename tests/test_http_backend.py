@@ -108,6 +108,7 @@ def http_run(servers, tiny_model, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_a_run_through_two_servers_matches_the_in_process_engine(http_run, servers, tiny, default_constitution, tmp_path):
     stages = manifest(http_run)
     for stage, rows in (("generate", ROWS), ("critique", ROWS), ("sample", 4), ("label", 4)):
@@ -132,6 +133,7 @@ def test_a_run_through_two_servers_matches_the_in_process_engine(http_run, serve
     assert max(abs(served[k] - in_process[k]) for k in served) <= 0.02
 
 
+@pytest.mark.slow
 def test_cache_and_manifest_name_the_served_model_and_tokenizer_not_the_url(http_run, servers, tiny_model, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(http_run, run)
@@ -150,6 +152,7 @@ def test_cache_and_manifest_name_the_served_model_and_tokenizer_not_the_url(http
     assert (run / "responses.jsonl").read_bytes() == (http_run / "responses.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_wrong_api_key_ends_in_one_line_and_no_key_is_written(http_run, servers, tiny_model, tmp_path):
     run = tmp_path / "run"
     done = cai(*generate_args(run), *server_flags(servers, tiny_model), key=WRONG_KEY, ok=False)
@@ -162,6 +165,7 @@ def test_a_wrong_api_key_ends_in_one_line_and_no_key_is_written(http_run, server
         assert_no_secret_in(folder)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_over_http_is_byte_identical(http_run, servers, tiny_model, tmp_path, monkeypatch):
     """Killed and resumed over HTTP, the job ends byte-identical to the uninterrupted HTTP run. This
     holds because the tiny model's sampled texts do not depend on which requests share a server's
@@ -207,12 +211,14 @@ def fake_label(run: Path, behaviour: Behaviour, tiny_model, *flags):
         server.close()
 
 
+@pytest.mark.slow
 def test_429_and_5xx_are_retried_until_the_server_answers(fake_run):
     run, seen = fake_run
     assert seen.failed == 3 and len(seen.seen) == 3 * 2 + 3  # 3 prompts, 2 answers each, 3 refused tries
     assert manifest(run)["sample"]["rows_out"] == 3 and not (run / "errors.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_model_without_logprobs_is_refused_before_the_job_starts(judge_run, tiny_model):
     behaviour = Behaviour(logprobs="none")
     done = fake_label(judge_run, behaviour, tiny_model, "--cot")
@@ -224,6 +230,7 @@ def test_a_model_without_logprobs_is_refused_before_the_job_starts(judge_run, ti
     assert not (judge_run / "preferences.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_an_option_without_a_logprob_fails_that_judgement_alone(judge_run, tiny_model):
     done = fake_label(judge_run, Behaviour(logprobs="lacks_b"), tiny_model, "--max-error-rate", "1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -236,6 +243,7 @@ def test_an_option_without_a_logprob_fails_that_judgement_alone(judge_run, tiny_
         assert all(abs(j["p_first"] - 0.6900) < 1e-3 for j in row["judgements"])
 
 
+@pytest.mark.slow
 def test_bench_http_sends_the_same_requests_both_ways(servers, tiny, tiny_model, monkeypatch):
     monkeypatch.setenv("CAI_API_KEY", KEY)
     served = EngineConfig("tiny", servers=[s.url for s in servers], tokenizer=str(tiny_model), concurrency=8)
@@ -246,6 +254,7 @@ def test_bench_http_sends_the_same_requests_both_ways(servers, tiny, tiny_model,
     assert result["overhead"] == round(result["http"]["seconds"] / result["in_process"]["seconds"] - 1, 4)
 
 
+@pytest.mark.slow
 def test_a_server_killed_mid_job_leaves_the_job_to_the_other(http_run, servers, tiny_model, tmp_path):
     """Last in this module: it leaves the second server dead."""
     run = tmp_path / "run"

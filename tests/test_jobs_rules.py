@@ -42,6 +42,7 @@ def summary_row(stdout: str, stage: str) -> list[str]:
     return [cell.strip() for cell in line.strip("│").split("│")]
 
 
+@pytest.mark.slow
 def test_every_response_is_scored_or_an_error(scored, tiny_model):
     run, done, _ = scored
     assert done.returncode == 0, done.stderr[-3000:]
@@ -67,6 +68,7 @@ def test_every_response_is_scored_or_an_error(scored, tiny_model):
     assert "8 responses judged against the rules: 7 scored, 1 failed" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_rerun_finishes_from_its_chunks(scored):
     run, _, first = scored
     before = (run / "rule_scores.jsonl").read_bytes()
@@ -80,6 +82,7 @@ def test_a_rerun_finishes_from_its_chunks(scored):
     assert seconds < first / 2 and "opening" not in again.stderr
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_and_missing_inputs_named(scored, tmp_path):
     run, _, _ = scored
     other = cai("rules", "--run", run, "--judge-max-model-len", 1024, "--chunk-size", 2, "--style", "chat")

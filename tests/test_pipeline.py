@@ -148,6 +148,7 @@ def test_sft_export_loads_and_trains(tmp_path, engine, default_constitution, tin
     assert result.global_step == 1 and result.training_loss > 0
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
     """The commands a user types, in a fresh process each, as the README shows them."""
     run = tmp_path / "run"

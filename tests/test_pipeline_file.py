@@ -85,6 +85,7 @@ def test_every_problem_is_named_with_its_line_and_a_hint(tmp_path):
     assert len(found) == len(expected), found
 
 
+@pytest.mark.slow
 def test_a_bad_file_is_refused_before_anything_runs(tmp_path):
     (tmp_path / "pipeline.yaml").write_text("run: run\ngenerate:\n  prompts: missing.jsonl\n"
                                             "critique:\n  rounds: 0\n")
@@ -118,6 +119,7 @@ def test_references_and_defaults_resolve_to_earlier_stages(tmp_path):
     assert "replicas" not in pipeline.stage("sample").settings
 
 
+@pytest.mark.slow
 def test_init_writes_a_project_that_plans_the_whole_path_and_overwrites_nothing(tmp_path):
     project = tmp_path / "my-cai"
     done = cai("init", str(project))
@@ -214,6 +216,7 @@ def stages_alive(project: Path) -> list[str]:
     return alive
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_finished_stages(tmp_path, tiny_model):
     project = tmp_path / "project"
     project.mkdir()
@@ -292,6 +295,7 @@ def tiny_pm(tiny_model, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_ppo_with_fewer_prompts_than_a_batch_is_refused_instead_of_waiting_forever(tmp_path, tiny_model, tiny_pm):
     from cai.errors import CaiError
     from cai.train.rl import train_rl
@@ -301,6 +305,7 @@ def test_ppo_with_fewer_prompts_than_a_batch_is_refused_instead_of_waiting_forev
                  overrides={"per_device_train_batch_size": 4})
 
 
+@pytest.mark.slow
 def test_a_stage_that_prints_its_result_writes_it_into_the_run_folder(tmp_path, tiny_pm):
     (tmp_path / "pipeline.yaml").write_text(f"run: run\neval_pm:\n  model: {tiny_pm}\n  pairs: {HH}\n  limit: 4\n")
     done = cai("--quiet", "run", "pipeline.yaml", cwd=tmp_path)

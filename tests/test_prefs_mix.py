@@ -121,6 +121,7 @@ def test_a_mixed_set_loads_whatever_comes_first(tmp_path):
         load_jsonl(path, ("prompt", "score"), made_by="cai export prefs")
 
 
+@pytest.mark.slow
 def test_train_pm_reads_the_mixed_set(tmp_path, hh_pairs, tiny_model):
     from cai.train.preference import train_pm
 

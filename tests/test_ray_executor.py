@@ -52,6 +52,7 @@ def cache_keys(run) -> set[str]:
         return {key for (key,) in db.execute("SELECT key FROM requests")}
 
 
+@pytest.mark.slow
 def test_ray_executor_writes_what_the_local_one_does_on_as_many_threads(tmp_path, cluster, local_run, tiny_model):
     assert os.cpu_count() > 1, "on one core every thread count is 1: nothing to tell apart"
     run = tmp_path / "run"
@@ -64,6 +65,7 @@ def test_ray_executor_writes_what_the_local_one_does_on_as_many_threads(tmp_path
     assert cache_keys(run) and cache_keys(run) <= cache_keys(local_run)
 
 
+@pytest.mark.slow
 def test_an_actor_killed_mid_chunk_is_restarted_and_the_output_is_unchanged(tmp_path, cluster, local_run, tiny_model):
     run = tmp_path / "run"
     run.mkdir()

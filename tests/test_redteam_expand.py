@@ -37,6 +37,7 @@ def test_the_slot_source_draws_what_build_slots_draws():
     assert [source.parse(line, raw) for line, raw in source.raw()] == build_slots(SEEDS, range(5, 12), 3, 4)
 
 
+@pytest.mark.slow
 def test_rounds_until_n_are_kept_and_every_slot_is_counted(expanded):
     run, done, _ = expanded
     assert done.returncode == 0, done.stderr[-3000:]
@@ -59,6 +60,7 @@ def test_rounds_until_n_are_kept_and_every_slot_is_counted(expanded):
     assert f"{summary['slots']} slots in {len(rounds)} round(s): {N} kept" in done.stdout
 
 
+@pytest.mark.slow
 def test_prompts_are_new_distinct_and_read_as_prompts(expanded):
     run, _, _ = expanded
     rows = [json.loads(line) for line in (run / "prompts.jsonl").read_text().splitlines()]
@@ -80,6 +82,7 @@ def test_prompts_are_new_distinct_and_read_as_prompts(expanded):
     assert [(p.id, p.prompt[0].role, p.prompt[0].content) for p in parsed] == [(r["id"], "user", r["prompt"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_a_rerun_finishes_from_its_chunks_byte_for_byte(expanded, tiny_model):
     run, _, first = expanded
     before = (run / "prompts.jsonl").read_bytes()
@@ -95,6 +98,7 @@ def test_a_rerun_finishes_from_its_chunks_byte_for_byte(expanded, tiny_model):
     assert seconds < first / 2 and "opening" not in again.stderr
 
 
+@pytest.mark.slow
 def test_bad_shots_are_refused_before_any_model_loads(tmp_path):
     done = cai("redteam", "expand", "--seeds", DEMO_PROMPTS, "-n", 5, "--run", tmp_path, "--shots", 40)
     assert done.returncode == 1 and "--shots must be between 1 and the number of seed prompts (32)" in done.stderr

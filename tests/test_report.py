@@ -268,6 +268,7 @@ def test_report_command(run, tmp_path):
     assert "Examples (1 of 3)" in html and 'id="eval-policies"' in html
 
 
+@pytest.mark.slow
 def test_trainers_log_reaches_the_report(tmp_path, tiny_model):
     """A real (tiny) SFT run records TRL's per-step log in cai_train.json; the report draws it."""
     from cai.train.sft import train_sft

@@ -78,6 +78,7 @@ def chunks_left(run: Path, name: str) -> int:
     return left
 
 
+@pytest.mark.slow
 def test_kill_anywhere_and_resume_is_byte_identical(tmp_path, tiny_model, reference):
     run = tmp_path / "run"
     generate, critique = command("generate", run, tiny_model), command("critique", run, tiny_model)

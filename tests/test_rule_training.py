@@ -60,6 +60,7 @@ def test_soft_bce_matches_a_hand_computation():
     assert soft_bce_loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_training_learns_the_labels_and_records_the_rules(rule_model, rule_set):
     out, info = rule_model
     assert info["job"] == "rules" and math.isfinite(info["metrics"]["train_loss"])
@@ -72,6 +73,7 @@ def test_training_learns_the_labels_and_records_the_rules(rule_model, rule_set):
     assert set(summary["by_group"]) == {"kind", "brief"}
 
 
+@pytest.mark.slow
 def test_rows_must_come_from_one_constitution(tmp_path, tiny_model):
     broken = rows(2)
     broken[2] = broken[2].model_copy(update={"rule": "Another text."})
@@ -80,6 +82,7 @@ def test_rows_must_come_from_one_constitution(tmp_path, tiny_model):
         train_rules(tmp_path / "r.jsonl", str(tiny_model), tmp_path / "out", overrides={"max_steps": 1})
 
 
+@pytest.mark.slow
 def test_the_rule_reward_is_the_weighted_mean_of_log_odds(rule_model):
     out, _ = rule_model
     reward = RuleReward(str(out))
@@ -95,6 +98,7 @@ def test_the_rule_reward_is_the_weighted_mean_of_log_odds(rule_model):
     assert logged == pytest.approx({f"rules/{k}": sum(v) / 2 for k, v in by_rule.items()}, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_grpo_rewards_pm_plus_beta_rules_each_logged(tmp_path, tiny_model, rule_model):
     from cai.train.preference import _reward_model
 
@@ -114,6 +118,7 @@ def test_grpo_rewards_pm_plus_beta_rules_each_logged(tmp_path, tiny_model, rule_
         assert {"rules/kind", "rules/brief"} <= set(entry)
 
 
+@pytest.mark.slow
 def test_ppo_refuses_a_rule_model(tmp_path, tiny_model, rule_model):
     with pytest.raises(CaiError, match="use --algo rloo or --algo grpo"):
         train_rl(DEMO_PROMPTS, str(tiny_model), str(tiny_model), tmp_path / "ppo", "ppo", rule_model=str(rule_model[0]))
@@ -124,6 +129,7 @@ def test_a_model_that_is_no_rule_model_is_refused(tmp_path, tiny_model):
         RuleReward(str(tiny_model))
 
 
+@pytest.mark.slow
 def test_rule_commands(tmp_path, tiny_model, rule_set):
     result = invoke(["train", "rules", "--data", str(rule_set), "--model", str(tiny_model),
                                  "--out", str(tmp_path / "rm"), "--max-steps", "1", "--batch-size", "4",

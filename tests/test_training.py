@@ -66,6 +66,7 @@ def pipeline(tmp_path_factory, engine, tiny_model, tiny):
     return run, constitution
 
 
+@pytest.mark.slow
 def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model, tiny):
     run, constitution = pipeline
     sft = train_sft(run.file("sft.jsonl"), str(tiny_model), tmp_path / "sft", overrides=FAST)
@@ -95,6 +96,7 @@ def test_the_whole_path_on_pipeline_files(tmp_path, pipeline, engine, tiny_model
     assert any(not torch.equal(start[k], after[k]) for k in start)  # the policy moved
 
 
+@pytest.mark.slow
 def test_pm_losses_eval_and_dpo(tmp_path, pipeline, engine, tiny_model, tiny):
     run, constitution = pipeline
     rl = RunDir(tmp_path / "rl")
@@ -110,6 +112,7 @@ def test_pm_losses_eval_and_dpo(tmp_path, pipeline, engine, tiny_model, tiny):
     assert dpo["lora"] and (tmp_path / "dpo" / "config.json").is_file()  # adapters merged: a plain model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["rloo", "grpo"])
 def test_rloo_and_grpo(tmp_path, tiny_model, algo):
     from cai.train.preference import _reward_model
@@ -123,6 +126,7 @@ def test_rloo_and_grpo(tmp_path, tiny_model, algo):
     assert info["job"] == algo and (tmp_path / algo / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_ppo_refuses_a_reward_model_with_another_tokenizer(tmp_path, tiny_model):
     from transformers import AutoTokenizer
 
@@ -138,6 +142,7 @@ def test_ppo_refuses_a_reward_model_with_another_tokenizer(tmp_path, tiny_model)
     assert AutoTokenizer.from_pretrained(other).get_vocab() != AutoTokenizer.from_pretrained(tiny_model).get_vocab()
 
 
+@pytest.mark.slow
 def test_training_commands(tmp_path, pipeline, tiny_model):
     """The train and eval commands as typed, with a YAML config under the flags."""
     import json as json_

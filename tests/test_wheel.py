@@ -7,6 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,7 @@ def test_pyproject_lists_every_package_of_the_source_tree():
     assert folders | {"cai.data.constitution", "cai.data.prompts"} == listed
 
 
+@pytest.mark.slow
 def test_a_built_wheel_ships_the_constitutions_and_prompts_and_finds_them_installed(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
                             str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
