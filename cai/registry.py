@@ -9,6 +9,8 @@ Defaults that depend on an earlier stage follow one rule, the same as the comman
 reads an earlier stage's rows uses, unless told otherwise, the model that wrote them (critique:
 the responses' model; label and rules: the samples' model); each alternative is tried in turn and
 the first that resolves is used ("{sample.model}": the model the file's `sample` stage used).
+
+A stage from outside cai registers itself with `register` from a plugin module (`cai.plugins`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ OUT = ("{out}",)
 CONSTITUTION = ("{constitution}",)
 MODEL = ("{model}",)
 POLICY = ("{train_sft}", "{model}")  # the SL-CAI model where the file trains one
-STAGES: tuple[StageSpec, ...] = (
+STAGES: list[StageSpec] = [
     StageSpec("redteam_expand", ("redteam", "expand"), "prompts.jsonl", "chunks", {"run": RUN, "model": MODEL}),
     StageSpec("generate", ("generate",), "responses.jsonl", "chunks", {"run": RUN, "model": MODEL}),
     StageSpec("critique", ("critique",), "revisions.jsonl", "chunks",
@@ -66,5 +68,15 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("eval_rules", ("eval", "rules"), "eval_rules.json", "stdout", {"model": ("{train_rules}",)}),
     StageSpec("eval_policies", ("eval", "policies"), "eval_policies", "chunks",
               {"out": OUT, "judge_model": MODEL, "constitution": CONSTITUTION}, done_file="eval_policies/eval.json"),
-)
+]
 SPECS = {s.name: s for s in STAGES}
+
+
+def register(spec: StageSpec, after: str | None = None) -> None:
+    """Add a stage from outside cai (see `cai.plugins`): it runs after the stage `after` (default:
+    last), and becomes a pipeline stage like the others; its command must be on cai's app."""
+    if spec.name in SPECS:
+        raise ValueError(f"a stage named '{spec.name}' is registered already")
+    STAGES.insert(STAGES.index(SPECS[after]) + 1 if after else len(STAGES), spec)
+    SPECS.clear()
+    SPECS.update((s.name, s) for s in STAGES)

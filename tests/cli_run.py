@@ -16,10 +16,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def cai(*args, cwd=None, timeout: float = 600, env: dict | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
-    """`python -m cai [--quiet] ARGS` in a subprocess; `env` replaces the environment (PYTHONPATH kept)."""
+    """`python -m cai [--quiet] ARGS` in a subprocess; `env` replaces the environment (this
+    checkout first on PYTHONPATH, then the paths `env` names)."""
     argv = [sys.executable, "-m", "cai", *(["--quiet"] if quiet else []), *map(str, args)]
+    env = ENV if env is None else env
+    paths = [str(ROOT), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT))]
     return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env={**(ENV if env is None else env), "PYTHONPATH": str(ROOT)})
+                          env={**env, "PYTHONPATH": os.pathsep.join(paths)})
 
 
 def invoke(args: list, **kwargs):

@@ -1,10 +1,12 @@
 """The stage registry is the one list of jobs: every job command of the CLI is a pipeline stage, a
 pipeline file that names every stage is planned whole, and references work inside values."""
 
+import json
 from pathlib import Path
 
+import pytest
 import typer
-from cli_run import invoke
+from cli_run import ENV, cai, invoke
 
 from cai.cli import app
 from cai.pipeline import plan
@@ -107,4 +109,55 @@ def test_a_missing_tokenizer_folder_is_refused_by_the_dry_run(tmp_path):
     shown = invoke(["run", tmp_path / "pipeline.yaml", "--dry-run"])
     assert shown.exit_code == 1
     assert "pipeline.yaml:6: engine.tokenizer: no/such/tokenizer: no such file or folder" in shown.output
+
+
+PLUGIN = """
+\"\"\"A stage defined outside cai: the words of each response, as a plugin registers it.\"\"\"
+import json
+from pathlib import Path
+
+import typer
+
+from cai.cli.common import app
+from cai.registry import StageSpec, register
+from cai.run import RunDir, now, write_jsonl
+
+
+@app.command("lengths")
+def lengths(run: Path = typer.Option(..., "--run"), unit: str = typer.Option("words")):
+    \"\"\"Count the words of each response into RUN/lengths.jsonl.\"\"\"
+    folder = RunDir(run)
+    rows = [json.loads(line) for line in folder.require("responses.jsonl", "cai generate").read_text().splitlines()]
+    with folder.locked():
+        write_jsonl(folder.file("lengths.jsonl"), [{"id": r["id"], unit: len(r["response"].split())} for r in rows])
+        folder.record_stage("lengths", {"rows_in": len(rows), "rows_out": len(rows), "finished": now()})
+
+
+register(StageSpec("lengths", ("lengths",), "lengths.jsonl", "export", {"run": ("{run}",)}, reads=("generate",)),
+         after="generate")
+"""
+
+
+@pytest.mark.slow
+def test_a_stage_defined_outside_cai_runs_as_a_command_and_as_a_pipeline_stage(tmp_path):
+    (tmp_path / "cai_lengths.py").write_text(PLUGIN)
+    env = {**ENV, "CAI_PLUGINS": "cai_lengths", "PYTHONPATH": str(tmp_path)}
+    for run in ("by-command", "by-pipeline"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "responses.jsonl").write_text('{"id": "a", "response": "one two three"}\n')
+
+    done = cai("lengths", "--run", tmp_path / "by-command", env=env)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "pipeline.yaml").write_text("run: by-pipeline\nlengths:\n  unit: tokens\n")
+    planned = cai("run", "pipeline.yaml", "--dry-run", cwd=tmp_path, env=env)
+    assert planned.returncode == 0 and "by-pipeline/lengths.jsonl" in planned.stdout, planned.stderr
+    ran = cai("run", "pipeline.yaml", cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+
+    assert (tmp_path / "by-command" / "lengths.jsonl").read_text() == '{"id":"a","words":3}\n'
+    assert (tmp_path / "by-pipeline" / "lengths.jsonl").read_text() == '{"id":"a","tokens":3}\n'
+    manifest = json.loads((tmp_path / "by-pipeline" / "manifest.json").read_text())
+    assert manifest["pipeline"]["lengths"]["status"] == "done"
+    again = cai("run", "pipeline.yaml", "--dry-run", cwd=tmp_path, env=env)
+    assert "done" in again.stdout
 

@@ -20,12 +20,14 @@ from cai.cli import (  # noqa: F401 - they register their commands
 )
 from cai.cli.common import app, err, flags, global_flags_first
 from cai.errors import CaiError
+from cai.plugins import load_plugins
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     try:
+        load_plugins()
         app(args=global_flags_first(sys.argv[1:]), prog_name="cai")
     except CaiError as e:
         if flags["debug"]:
