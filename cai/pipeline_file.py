@@ -21,7 +21,7 @@ from cai.data import DEFAULT_CONSTITUTION
 from cai.inputs import sha256_of
 from cai.models import DEFAULT_MODEL, files_fingerprint
 from cai.options import ENGINE, EXECUTOR
-from cai.pipeline_values import argv_of, plain, usage_error, yaml_key
+from cai.pipeline_values import argv_of, local_path, plain, usage_error, yaml_key
 from cai.registry import SPECS, STAGES, StageSpec
 from cai.stage import fingerprint
 from cai.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
@@ -241,7 +241,7 @@ class _Reader:
         text, run_prefix = str(value), run_text.rstrip("/")
         if text == run_prefix or text.startswith(run_prefix + "/"):
             return "{run}" + text[len(run_prefix):]
-        if name.endswith("tokenizer") and _local_path(text):
+        if name.endswith("tokenizer") and local_path(text):
             value = Path(text)  # a tokenizer folder must be there now, not when a server stage starts
         if not isinstance(value, Path):
             return text
@@ -287,11 +287,6 @@ class _Reader:
             return str(values_of[name][key])
 
         return REF.sub(replace, value)
-
-
-def _local_path(text: str) -> bool:
-    """A value that can only be a local path (not a hub id such as "org/name")."""
-    return text.startswith((".", "/", "~")) or text.count("/") > 1
 
 
 def _where(origin: dict, key: str, spec: StageSpec) -> str:

@@ -61,3 +61,8 @@ def argv_of(param, value) -> list[str]:
     if isinstance(value, (list, dict)):
         raise ValueError("takes one value, not a list or mapping")
     return [flag, scalar(value)]
+
+
+def local_path(text: str) -> bool:
+    """A value that can only be a local path (not a hub id such as "org/name")."""
+    return text.startswith((".", "/", "~")) or text.count("/") > 1
