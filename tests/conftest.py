@@ -69,10 +69,10 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tiny_model):
     """The engine settings of the tiny model, as the CLI would build them."""
-    from cai.engine_config import EngineConfig
+    from cai.engine.config import EngineConfig
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    from cai.backends.vllm_local import VllmSettings
+    from cai.engine.backends.vllm_local import VllmSettings
 
     return EngineConfig(str(tiny_model), vllm=VllmSettings(kv_cache_gib=1.0))
 
@@ -95,8 +95,8 @@ def fake(tiny_model, tmp_path):
     from fakes import FakeBackend
     from transformers import AutoTokenizer
 
-    from cai.engine import Engine
-    from cai.engine_config import EngineConfig
+    from cai.engine.config import EngineConfig
+    from cai.engine.engine import Engine
     from cai.executors import local
 
     config = EngineConfig(f"fake-{tmp_path.name}")
@@ -108,7 +108,7 @@ def fake(tiny_model, tmp_path):
 
 @pytest.fixture
 def default_constitution():
-    from cai.constitution import load_constitution
+    from cai.constitution.schema import load_constitution
 
     return load_constitution(DEFAULT_CONSTITUTION)
 
@@ -130,8 +130,8 @@ def prefill_calls(engine, monkeypatch):
 @pytest.fixture
 def problems_of(tmp_path):
     """The problems `load_constitution` reports for a constitution's YAML text."""
-    from cai.constitution import load_constitution
-    from cai.yaml_errors import InvalidFile
+    from cai.constitution.schema import load_constitution
+    from cai.io.yaml_errors import InvalidFile
 
     def problems(text: str) -> list[str]:
         path = tmp_path / "c.yaml"

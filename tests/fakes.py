@@ -1,4 +1,4 @@
-"""An in-memory backend that keeps the `cai.backends.Backend` interface, for the tests of stage
+"""An in-memory backend that keeps the `cai.engine.backends.Backend` interface, for the tests of stage
 lifecycle, resume, labeling and fault logic: its answers are a pure function of the token ids and
 the request's settings, so reruns are byte-identical as with vLLM, and no engine starts."""
 

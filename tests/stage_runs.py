@@ -1,9 +1,9 @@
 """The jobs as the CLI runs them (a stage description, then `execute` on the local executor), in
 one call each, for tests that run a stage on the tiny model's engine config."""
 
-from cai import jobs
+from cai.core.run import RunDir
 from cai.executors.local import LocalExecutor
-from cai.run import RunDir
+from cai.workflows import jobs
 
 
 def generate(run: RunDir, prompts, engine, config, limit=None, stage="generate", chunk_size=jobs.CHUNK_SIZE,

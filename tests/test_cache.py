@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from cai.cache import RequestCache
+from cai.engine.cache import RequestCache
 
 
 def _writer(path, worker: int, rounds: int) -> None:

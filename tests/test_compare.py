@@ -5,10 +5,13 @@ from itertools import combinations
 
 import pytest
 
+from cai.core.records import PolicyAnswers
 from cai.data import DEMO_PROMPTS
-from cai.dialogue import Style
-from cai.inputs import load_prompts
-from cai.judge import (
+from cai.io.inputs import load_prompts
+from cai.metrics.elo import policy_stats
+from cai.stages.compare import CompareConfig, compare_batch
+from cai.stages.dialogue import Style
+from cai.stages.judge import (
     ANSWER_PREFIX,
     OPTIONS,
     few_shot_turns,
@@ -16,9 +19,6 @@ from cai.judge import (
     p_first,
     question_text,
 )
-from cai.policy_stats import policy_stats
-from cai.records import PolicyAnswers
-from cai.stages.compare import CompareConfig, compare_batch
 
 POLICIES = ["base", "sl", "rl"]
 TAGS = ["harmless", "helpful"]
@@ -95,7 +95,7 @@ def test_failed_judgements_drop_their_whole_comparison(engine, default_constitut
 
 
 def test_unknown_tag_is_an_error_before_any_judging(engine, default_constitution, prefill_calls):
-    from cai.errors import CaiError
+    from cai.core.errors import CaiError
 
     with pytest.raises(CaiError, match="no preference principle is tagged 'kind'"):
         compare_batch(policy_answers(1), engine, default_constitution, CompareConfig("tiny", tags=["kind"]))

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from cli_run import invoke
 
+from cai.core.errors import CaiError
 from cai.data import DEFAULT_CONSTITUTION
-from cai.errors import CaiError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cai.dedup import FilterConfig, PromptFilter, normalise
+from cai.workflows.dedup import FilterConfig, PromptFilter, normalise
 
 HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 SEEDS = [
@@ -82,7 +82,7 @@ def _hh_prompts() -> list[str]:
 DECISIONS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from cai.dedup import PromptFilter
+from cai.workflows.dedup import PromptFilter
 texts = json.loads(sys.stdin.read())
 f = PromptFilter(seeds=texts[:50])
 print(json.dumps([f.add(t) for t in texts[50:]]))

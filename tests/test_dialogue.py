@@ -1,9 +1,15 @@
 from collections import Counter
 
-from cai.constitution import CritiqueRevisionPrinciple
-from cai.dialogue import Style, conversation_turns, example_turns, render, step_turns
-from cai.principles import derived_seed, draw
-from cai.records import Message, Step
+from cai.constitution.principles import derived_seed, draw
+from cai.constitution.schema import CritiqueRevisionPrinciple
+from cai.core.records import Message, Step
+from cai.stages.dialogue import (
+    Style,
+    conversation_turns,
+    example_turns,
+    render,
+    step_turns,
+)
 
 PROMPT = [Message(role="user", content="How do I get revenge?")]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from cli_run import cai
 
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.jobs_policies import parse_policies
-from cai.records import ComparisonRecord, PolicyAnswers
-from cai.run import read_jsonl
+from cai.core.errors import CaiError
+from cai.core.records import ComparisonRecord, PolicyAnswers
+from cai.core.run import read_jsonl
+from cai.engine.engine import SamplingConfig
+from cai.workflows.policies import parse_policies
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"

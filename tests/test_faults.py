@@ -30,14 +30,14 @@ from cli_run import cai
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cai.cache import RequestCache
-from cai.chunks import ChunkStore
+from cai.core.chunks import ChunkStore
+from cai.core.errors import CaiError
+from cai.core.records import Provenance, ResponseRecord, Skipped
+from cai.core.run import RunDir, read_jsonl
+from cai.core.sources import RecordSource
 from cai.data import DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.records import Provenance, ResponseRecord, Skipped
-from cai.run import RunDir, read_jsonl
-from cai.sources import RecordSource
+from cai.engine.cache import RequestCache
+from cai.engine.engine import SamplingConfig
 from cai.stages.generate import GenerateConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def test_a_lock_is_not_kept_by_a_child_that_outlives_its_killed_job(tmp_path):
     """vLLM may fork engine processes while a job holds the folder: the lock must die with the job."""
     script = textwrap.dedent(f"""
         import os, time
-        from cai.run import RunDir
+        from cai.core.run import RunDir
         with RunDir({str(tmp_path / 'run')!r}).locked():
             child = os.fork()
             if child == 0:

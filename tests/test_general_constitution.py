@@ -4,7 +4,7 @@ for the judge, so users can compare a general constitution with the specific def
 
 from cli_run import invoke
 
-from cai.constitution import load_constitution
+from cai.constitution.schema import load_constitution
 from cai.data import DEFAULT_CONSTITUTION, GENERAL_CONSTITUTION
 
 

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cai.constitution import load_constitution
-from cai.errors import CaiError
-from cai.inputs import load_conversations, load_pairs, load_prompts
+from cai.constitution.schema import load_constitution
+from cai.core.errors import CaiError
+from cai.io.inputs import load_conversations, load_pairs, load_prompts
 
 SETTINGS = settings(max_examples=int(os.environ.get("CAI_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -23,12 +23,12 @@ from fake_openai import Behaviour, FakeOpenAI
 from test_resume import kill_at
 from vllm_server import start_servers
 
-from cai.backends.openai_http import tokenizer_identity
-from cai.bench import http_overhead
+from cai.bench.overhead import http_overhead
+from cai.core.run import RunDir
 from cai.data import DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.engine_config import EngineConfig
-from cai.run import RunDir
+from cai.engine.backends.openai_http import tokenizer_identity
+from cai.engine.config import EngineConfig
+from cai.engine.engine import SamplingConfig
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
 

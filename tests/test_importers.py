@@ -2,8 +2,8 @@ import json
 
 from cli_run import invoke
 
-from cai.constitution import load_constitution
-from cai.importers import clean
+from cai.constitution.importers import clean
+from cai.constitution.schema import load_constitution
 
 
 def write_anthropic(folder):

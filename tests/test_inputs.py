@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cai.inputs import InputError, load_conversations, load_prompts
-from cai.transcript import hh_prompt, messages_to_transcript, split_transcript
+from cai.io.inputs import InputError, load_conversations, load_prompts
+from cai.stages.transcript import hh_prompt, messages_to_transcript, split_transcript
 
 HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 

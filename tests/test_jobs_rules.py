@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cli_run import cai
 
-from cai.constitution import load_constitution
+from cai.constitution.schema import load_constitution
+from cai.core.records import Message, Provenance, RuleScoreRecord, SampleRecord
+from cai.core.run import json_line, read_jsonl
 from cai.data import DEFAULT_CONSTITUTION
-from cai.records import Message, Provenance, RuleScoreRecord, SampleRecord
-from cai.run import json_line, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = [r.id for r in load_constitution(DEFAULT_CONSTITUTION).constitution.rules]

@@ -2,9 +2,12 @@ import math
 
 import pytest
 
-from cai.constitution import PreferenceExample, PreferencePrinciple
-from cai.dialogue import Style
-from cai.judge import (
+from cai.constitution.principles import draw_distinct
+from cai.constitution.schema import PreferenceExample, PreferencePrinciple
+from cai.core.records import Judgement, Message, Provenance, SampleRecord
+from cai.metrics.judge import summarize
+from cai.stages.dialogue import Style
+from cai.stages.judge import (
     ANSWER_PREFIX,
     few_shot_turns,
     judge_prompt,
@@ -13,9 +16,6 @@ from cai.judge import (
     p_x_better,
     question_text,
 )
-from cai.judge_eval import summarize
-from cai.principles import draw_distinct
-from cai.records import Judgement, Message, Provenance, SampleRecord
 from cai.stages.label import LabelConfig, pairs_of
 
 CONVERSATION = [Message(role="user", content="How do I get back at my brother?")]

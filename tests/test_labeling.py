@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import stage_runs
 
-from cai import jobs
+from cai.core.errors import CaiError
+from cai.core.records import PreferenceRecord, SampleRecord
+from cai.core.run import RunDir, read_jsonl
 from cai.data import DEMO_PROMPTS
-from cai.dialogue import Style
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.judge import ANSWER_PREFIX, OPTIONS, judge_prompt, p_first
-from cai.records import PreferenceRecord, SampleRecord
-from cai.run import RunDir, read_jsonl
+from cai.engine.engine import SamplingConfig
+from cai.stages.dialogue import Style
 from cai.stages.generate import GenerateConfig
+from cai.stages.judge import ANSWER_PREFIX, OPTIONS, judge_prompt, p_first
 from cai.stages.label import LabelConfig, _asks, pairs_of
+from cai.workflows import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import stage_runs
 
-from cai import jobs
+from cai.core.records import ResponseRecord, RevisionRecord
+from cai.core.run import RunDir, read_jsonl
 from cai.data import DEMO_PROMPTS
-from cai.dialogue import Style, example_turns, render
-from cai.engine import SamplingConfig
-from cai.records import ResponseRecord, RevisionRecord
-from cai.run import RunDir, read_jsonl
+from cai.engine.engine import SamplingConfig
 from cai.stages.critique import CritiqueConfig
+from cai.stages.dialogue import Style, example_turns, render
 from cai.stages.generate import GenerateConfig
+from cai.workflows import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
@@ -190,7 +190,7 @@ def test_seeded_batches_larger_than_one_step(tmp_path, engine, tiny):
 
 
 def test_bench_replays_the_same_requests(tmp_path, engine, default_constitution, tiny):
-    from cai.bench import critique_overhead
+    from cai.bench.overhead import critique_overhead
 
     run = RunDir(tmp_path / "run")
     stage_runs.generate(run, PROMPTS, tiny, GenerateConfig("tiny", sampling=SAMPLING), limit=3)
@@ -203,7 +203,7 @@ def test_bench_replays_the_same_requests(tmp_path, engine, default_constitution,
 
 
 def test_bench_load_opens_the_model_each_way_in_a_fresh_process(tiny_model):
-    from cai.bench_load import OPENERS, load_times
+    from cai.bench.load import OPENERS, load_times
 
     lines = []
     result = load_times(str(tiny_model), repeats=1, progress=lines.append)

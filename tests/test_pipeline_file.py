@@ -18,8 +18,8 @@ from cli_run import cai as run_cai
 
 from cai.cli import app
 from cai.data import DEMO_PROMPTS
-from cai.pipeline_file import read_pipeline
-from cai.yaml_errors import InvalidFile
+from cai.io.yaml_errors import InvalidFile
+from cai.runner.pipeline_file import read_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
@@ -297,7 +297,7 @@ def tiny_pm(tiny_model, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_ppo_with_fewer_prompts_than_a_batch_is_refused_instead_of_waiting_forever(tmp_path, tiny_model, tiny_pm):
-    from cai.errors import CaiError
+    from cai.core.errors import CaiError
     from cai.train.rl import train_rl
 
     with pytest.raises(CaiError, match="PPO takes batches of 4 prompts .* gives 3"):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from cai.errors import CaiError
-from cai.policy_stats import bradley_terry, policy_stats, print_tables, write_results
-from cai.records import ComparisonRecord, Provenance
+from cai.core.errors import CaiError
+from cai.core.records import ComparisonRecord, Provenance
+from cai.metrics.elo import bradley_terry, policy_stats, print_tables, write_results
 
 PROVENANCE = Provenance(model="judge", sampling={}, style="chat")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from cli_run import invoke
 
-from cai.errors import CaiError
-from cai.export import HUMAN_MARGIN, human_preferences, mix_prefs
-from cai.inputs import load_pairs
-from cai.records import Judgement, Message, PreferenceRecord, PromptRow, Provenance
-from cai.run import RunDir, write_jsonl
+from cai.core.errors import CaiError
+from cai.core.records import Judgement, Message, PreferenceRecord, PromptRow, Provenance
+from cai.core.run import RunDir, write_jsonl
+from cai.exports.filters import HUMAN_MARGIN, human_preferences, mix_prefs
+from cai.io.inputs import load_pairs
 
 HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 FAST = {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 256}

@@ -7,18 +7,8 @@ from dataclasses import fields
 
 import pytest
 
-from cai.errors import CaiError
-from cai.export import filter_prefs, sft_rows
-from cai.quality import (
-    QualityConfig,
-    flagged_pair,
-    pair_flags,
-    parse_flags,
-    repeated_share,
-    row_flags,
-    text_flags,
-)
-from cai.records import (
+from cai.core.errors import CaiError
+from cai.core.records import (
     Message,
     PreferenceRecord,
     Provenance,
@@ -26,6 +16,16 @@ from cai.records import (
     RevisionRecord,
     SampleRecord,
     Step,
+)
+from cai.exports.filters import filter_prefs, sft_rows
+from cai.stages.quality import (
+    QualityConfig,
+    flagged_pair,
+    pair_flags,
+    parse_flags,
+    repeated_share,
+    row_flags,
+    text_flags,
 )
 
 CONFIG = QualityConfig()

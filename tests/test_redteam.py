@@ -3,15 +3,14 @@ model's answer, and the batch function on the tiny engine, whose rows `cai gener
 
 import pytest
 
-from cai.batch import BatchResult
+from cai.core.batch import BatchResult
+from cai.core.errors import CaiError
+from cai.core.records import Message, PromptRow, RedTeamPrompt
+from cai.core.run import write_jsonl
 from cai.data import DEMO_PROMPTS
-from cai.dedup import PromptFilter
-from cai.dialogue import Style
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.inputs import load_prompts
-from cai.records import Message, PromptRow, RedTeamPrompt
-from cai.run import write_jsonl
+from cai.engine.engine import SamplingConfig
+from cai.io.inputs import load_prompts
+from cai.stages.dialogue import Style
 from cai.stages.redteam import (
     RedTeamConfig,
     build_slots,
@@ -20,6 +19,7 @@ from cai.stages.redteam import (
     redteam_batch,
     seed_text,
 )
+from cai.workflows.dedup import PromptFilter
 
 SEEDS, _ = load_prompts(DEMO_PROMPTS)
 

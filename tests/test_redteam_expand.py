@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cli_run import cai
 
+from cai.core.sources import PromptSource
 from cai.data import DEMO_PROMPTS
-from cai.dedup import FilterConfig, PromptFilter
-from cai.inputs import load_prompts
-from cai.jobs_redteam import SlotSource
-from cai.sources import PromptSource
+from cai.io.inputs import load_prompts
 from cai.stages.redteam import build_slots, seed_text
+from cai.workflows.dedup import FilterConfig, PromptFilter
+from cai.workflows.redteam import SlotSource
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS, _ = load_prompts(DEMO_PROMPTS)

@@ -9,9 +9,9 @@ import typer
 from cli_run import ENV, cai, invoke
 
 from cai.cli import app
-from cai.pipeline import plan
-from cai.pipeline_file import read_pipeline
-from cai.registry import SPECS, STAGES
+from cai.runner.pipeline_file import read_pipeline
+from cai.runner.registry import SPECS, STAGES
+from cai.runner.runner import plan
 
 COMMANDS = typer.main.get_command(app)
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +119,8 @@ from pathlib import Path
 import typer
 
 from cai.cli.common import app
-from cai.registry import StageSpec, register
-from cai.run import RunDir, now, write_jsonl
+from cai.runner.registry import StageSpec, register
+from cai.core.run import RunDir, now, write_jsonl
 
 
 @app.command("lengths")

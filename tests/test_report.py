@@ -12,10 +12,9 @@ import pytest
 import stage_runs
 from cli_run import invoke
 
-from cai.errors import CaiError
-from cai.judge import p_x_better
-from cai.judge_eval import calibration, summarize
-from cai.records import Judgement, PreferenceRecord, RevisionRecord
+from cai.core.errors import CaiError
+from cai.core.records import Judgement, PreferenceRecord, RevisionRecord
+from cai.metrics.judge import calibration, summarize
 from cai.report import write_report
 from cai.report.stats import (
     ensemble_agreement,
@@ -24,6 +23,7 @@ from cai.report.stats import (
     training_curves,
 )
 from cai.report.worddiff import word_diff
+from cai.stages.judge import p_x_better
 
 HOSTILE = '<script>alert("pwned")</script></details><img src=x onerror=alert(1)>'
 CHROMIUM = shutil.which("chromium")
@@ -311,9 +311,9 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
 def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution, tiny):
     """The tiny model through generate, critique, sample, label and eval judge: the report reads
     what the stages really write (their rows and manifest), not only the hand-written rows above."""
+    from cai.core.run import RunDir
     from cai.data import DEMO_PROMPTS
-    from cai.engine import SamplingConfig
-    from cai.run import RunDir
+    from cai.engine.engine import SamplingConfig
     from cai.stages.critique import CritiqueConfig
     from cai.stages.generate import GenerateConfig
     from cai.stages.label import LabelConfig

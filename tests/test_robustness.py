@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import stage_runs
 
+from cai.core.errors import CaiError
+from cai.core.records import Message, ResponseRecord
+from cai.core.run import RunDir, read_jsonl
 from cai.data import DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.records import Message, ResponseRecord
-from cai.run import RunDir, read_jsonl
+from cai.engine.engine import SamplingConfig
 from cai.stages.generate import GenerateConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,8 @@ def own_model(tmp_path, tiny_model):
     from fakes import FakeBackend
     from transformers import AutoTokenizer
 
-    from cai.engine import Engine
-    from cai.engine_config import EngineConfig
+    from cai.engine.config import EngineConfig
+    from cai.engine.engine import Engine
     from cai.executors import local
 
     folder = Path(shutil.copytree(tiny_model, tmp_path / "model"))
@@ -111,9 +111,9 @@ def test_every_backend_keeps_the_declared_interface(tiny_model):
     from fakes import FakeBackend
     from transformers import AutoTokenizer
 
-    from cai.backends import Backend
-    from cai.backends.openai_http import HttpBackend
-    from cai.backends.vllm_local import VllmBackend
+    from cai.engine.backends import Backend
+    from cai.engine.backends.openai_http import HttpBackend
+    from cai.engine.backends.vllm_local import VllmBackend
 
     methods = [name for name in dir(Backend) if not name.startswith("_")]
     for backend in (VllmBackend, HttpBackend):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from cli_run import invoke
 
+from cai.core.errors import CaiError
+from cai.core.records import Message, RuleRow
+from cai.core.run import write_jsonl
 from cai.data import DEMO_PROMPTS
-from cai.errors import CaiError
-from cai.records import Message, RuleRow
-from cai.run import write_jsonl
 from cai.train.rl import train_rl
 from cai.train.rules import (
     RuleModel,

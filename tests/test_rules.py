@@ -7,12 +7,9 @@ import pytest
 import yaml
 from cli_run import invoke
 
-from cai.constitution import load_constitution
-from cai.data import DEFAULT_CONSTITUTION
-from cai.dialogue import Style
-from cai.errors import CaiError
-from cai.judge import rule_question_text
-from cai.records import (
+from cai.constitution.schema import load_constitution
+from cai.core.errors import CaiError
+from cai.core.records import (
     Message,
     Provenance,
     ResponseRecord,
@@ -22,8 +19,11 @@ from cai.records import (
     SampleRecord,
     Step,
 )
-from cai.rules_data import export_rules, hold_back, rule_rows
-from cai.run import RunDir, read_jsonl, write_jsonl
+from cai.core.run import RunDir, read_jsonl, write_jsonl
+from cai.data import DEFAULT_CONSTITUTION
+from cai.exports.rules import export_rules, hold_back, rule_rows
+from cai.stages.dialogue import Style
+from cai.stages.judge import rule_question_text
 from cai.stages.rules import RulesConfig, rules_batch, weighted_score
 
 PROV = Provenance(model="tiny", sampling={}, style="chat")
@@ -189,7 +189,7 @@ def test_eval_rules_with_the_judge(tmp_path, engine, scored):
 
 
 def test_binary_summary_by_hand():
-    from cai.judge_eval import summarize_binary
+    from cai.metrics.judge import summarize_binary
 
     summary = summarize_binary([0.9, 0.2, 0.6, 0.4], [1.0, 0.0, 0.3, 0.8], ["a", "a", "b", "b"])
     assert summary["accuracy"] == 0.5 and summary["mean_confidence"] == pytest.approx(0.725)

@@ -10,11 +10,10 @@ import stage_runs
 import torch
 from cli_run import invoke
 
-from cai import jobs
+from cai.core.errors import CaiError
+from cai.core.run import RunDir
 from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
-from cai.run import RunDir
+from cai.engine.engine import SamplingConfig
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
@@ -22,6 +21,7 @@ from cai.train.common import build_config
 from cai.train.preference import eval_pm, soft_preference_loss, train_dpo, train_pm
 from cai.train.rl import train_rl
 from cai.train.sft import train_sft
+from cai.workflows import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = DEMO_PROMPTS
@@ -55,7 +55,7 @@ def test_config_file_then_flags(tmp_path):
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, engine, tiny_model, tiny):
     """generate → critique → export sft, then sample → label → export prefs, on the tiny model."""
-    from cai.constitution import load_constitution
+    from cai.constitution.schema import load_constitution
 
     constitution = load_constitution(DEFAULT_CONSTITUTION)
     run = RunDir(tmp_path_factory.mktemp("pipeline") / "run")

@@ -19,8 +19,8 @@ from cai.cli import (  # noqa: F401 - they register their commands
     training,
 )
 from cai.cli.common import app, err, flags, global_flags_first
-from cai.errors import CaiError
-from cai.plugins import load_plugins
+from cai.core.errors import CaiError
+from cai.runner.plugins import load_plugins
 
 __all__ = ["app", "main"]
 

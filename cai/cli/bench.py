@@ -8,23 +8,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from cai import jobs
 from cai.cli.common import ROUNDS, ChunkSize, ConstitutionOpt, Limit, Model, app, err
-from cai.constitution import load_constitution
-from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.engine_config import EngineConfig
-from cai.errors import CaiError
-from cai.models import DEFAULT_MODEL, resolve_model
-from cai.options import (
+from cai.constitution.schema import load_constitution
+from cai.core.errors import CaiError
+from cai.core.options import (
     ENGINE,
     SAMPLING,
     default_of,
     option,
     with_options,
 )
-from cai.run import RunDir
+from cai.core.run import RunDir
+from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
+from cai.engine.config import EngineConfig
+from cai.engine.engine import SamplingConfig
+from cai.engine.models import DEFAULT_MODEL, resolve_model
 from cai.stages.critique import CritiqueConfig
+from cai.workflows import jobs
 
 bench_app = typer.Typer(help="Measure cai's overhead over raw vLLM.", no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def bench_critique(
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
 ):
     """The whole critique loop through cai, then the same requests straight to vLLM; prints JSON."""
-    from cai.bench import critique_overhead
+    from cai.bench.overhead import critique_overhead
 
     responses = RunDir(run).require("responses.jsonl", "cai generate")
     config = CritiqueConfig(model, rounds=rounds, sampling=SamplingConfig(max_tokens=max_tokens))
@@ -58,8 +58,7 @@ def bench_scale(
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
 ):
     """Peak RSS of `cai generate` against input size, and the cost of a rerun after a kill at 90%."""
-    from cai import bench_scale
-
+    from cai.bench.overhead import scale as bench_scale
     result = {"memory": bench_scale.memory(model, [int(n) for n in sizes.split(",")], max_tokens, chunk_size)}
     if resume_prompts:
         result["resume"] = bench_scale.resume(model, resume_prompts, max_tokens, chunk_size)
@@ -72,7 +71,7 @@ def bench_load(
     repeats: Annotated[int, typer.Option(min=1, help="Fresh processes per way of opening.")] = 3,
 ):
     """Seconds to open the model in cai against vLLM's own LLM(...), each in a fresh process."""
-    from cai.bench_load import load_times
+    from cai.bench.load import load_times
 
     print(json.dumps(load_times(resolve_model(model), repeats, progress=err.print), indent=2))
 
@@ -90,8 +89,7 @@ def bench_executors(
 ):
     """The same requests on the in-process engine, the Ray executor (one replica) and, with --server,
     the HTTP backend: throughput while computing chunks, against the in-process engine."""
-    from cai import bench_scale
-
+    from cai.bench.overhead import scale as bench_scale
     ray = ["--executor", "ray", "--replicas", "1"] + (["--ray-address", ray_address] if ray_address else [])
     executors = {"local": [], "ray": ray}
     if server:  # the last --model given is the one cai generate takes
@@ -111,7 +109,7 @@ def bench_http(
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
 ):
     """The same generate requests in-process and through --server URLs: throughputs and overhead, as JSON."""
-    from cai.bench import http_overhead
+    from cai.bench.overhead import http_overhead
 
     if not engine.servers:
         raise CaiError("cai bench http needs at least one --server URL (and --model, the served name)")

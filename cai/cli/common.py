@@ -15,18 +15,18 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from cai import jobs
-from cai.dialogue import Style
-from cai.engine_config import EngineConfig
+from cai.core.options import default_of
+from cai.core.progress import settings as progress_settings
+from cai.core.run import RunDir, first_record
+from cai.engine.config import EngineConfig
+from cai.engine.models import DEFAULT_MODEL
 from cai.executors import ExecutorConfig
-from cai.models import DEFAULT_MODEL
-from cai.options import default_of
-from cai.progress import settings as progress_settings
-from cai.quality import DEFAULT_DROP, FLAGS, parse_flags
-from cai.run import RunDir, first_record
+from cai.io.yaml_errors import InvalidFile
 from cai.stages.critique import CritiqueConfig
+from cai.stages.dialogue import Style
 from cai.stages.label import LabelConfig
-from cai.yaml_errors import InvalidFile
+from cai.stages.quality import DEFAULT_DROP, FLAGS, parse_flags
+from cai.workflows import jobs
 
 app = typer.Typer(help="cai: turn a written constitution into Constitutional AI training data (SL-CAI, RL-CAI).\n\n"
                   "Exit codes: 0 done; 1 a mistake in the input (one line says which); 2 a bad command line; "
@@ -37,7 +37,7 @@ err = Console(stderr=True, soft_wrap=True)
 flags = {"debug": False}  # set by the root callback; read by stages and child commands
 
 # Options shared by several commands (those of the engine, sampling, quality and executor come
-# from their config classes, through cai.options).
+# from their config classes, through cai.core.options).
 Model = Annotated[str, typer.Option(help="The model: the default name, a local folder or a hub id.")]
 StyleOpt = Annotated[Style, typer.Option(help="chat: the model's chat template; transcript: Human:/Assistant: text.")]
 Seed = Annotated[int, typer.Option(help="Seeds the principle draws.")]

@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 import typer
 
 from cai.cli.common import app, exit_with_problems, out
-from cai.constitution import load_constitution
-from cai.errors import CaiError
-from cai.importers import from_anthropic, from_hf, write_constitution
-from cai.yaml_errors import InvalidFile
+from cai.constitution.importers import from_anthropic, from_hf, write_constitution
+from cai.constitution.schema import load_constitution
+from cai.core.errors import CaiError
+from cai.io.yaml_errors import InvalidFile
 
 constitution_app = typer.Typer(help="Check and import constitutions.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cai import jobs
 from cai.cli.common import (
     COT_HIGH,
     COT_LOW,
@@ -35,15 +34,9 @@ from cai.cli.common import (
     run_stage,
     summarize,
 )
-from cai.constitution import load_constitution
-from cai.data import DEFAULT_CONSTITUTION
-from cai.dialogue import Style
-from cai.engine import SamplingConfig
-from cai.engine_config import EngineConfig
-from cai.errors import CaiError
-from cai.executors import ExecutorConfig
-from cai.models import DEFAULT_MODEL
-from cai.options import (
+from cai.constitution.schema import load_constitution
+from cai.core.errors import CaiError
+from cai.core.options import (
     EXECUTOR,
     JUDGE_ENGINE,
     POLICIES_ENGINE,
@@ -52,8 +45,15 @@ from cai.options import (
     SAMPLING_DRAWS,
     with_options,
 )
-from cai.quality import QualityConfig
-from cai.run import RunDir
+from cai.core.run import RunDir
+from cai.data import DEFAULT_CONSTITUTION
+from cai.engine.config import EngineConfig
+from cai.engine.engine import SamplingConfig
+from cai.engine.models import DEFAULT_MODEL
+from cai.executors import ExecutorConfig
+from cai.stages.dialogue import Style
+from cai.stages.quality import QualityConfig
+from cai.workflows import jobs
 
 eval_app = typer.Typer(help="Measure judges and preference models against labels.", no_args_is_help=True)
 
@@ -135,7 +135,7 @@ def _answer_in_subprocess(policy, run_dir: RunDir, options: list[str]) -> None:
     holds one in-process vLLM engine at most (two break each other), and this one may hold the judge's."""
     import subprocess
 
-    from cai.children import cai_env
+    from cai.core.children import cai_env
 
     argv = [sys.executable, "-m", "cai", *child_flags(), "generate", "--run", str(run_dir.path),
             "--model", policy.model, *SAMPLING.argv(policy.sampling), *options]
@@ -174,10 +174,10 @@ def eval_policies(
     answers in a `cai generate` subprocess of its own. The judge is --judge-model (default: the default model)."""
     from dataclasses import replace
 
-    from cai import jobs_policies
-    from cai.policy_stats import print_tables
-    from cai.stage import stage_status
+    from cai.core.stage import stage_status
+    from cai.metrics.elo import print_tables
     from cai.stages.compare import CompareConfig
+    from cai.workflows import policies as jobs_policies
 
     loaded = load_constitution(constitution)
     judge_engine.model = judge_engine.model or DEFAULT_MODEL

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cai import jobs
 from cai.cli.common import (
     DROP_FLAGS,
     DropFlags,
@@ -17,10 +16,11 @@ from cai.cli.common import (
     out,
     summarize,
 )
-from cai.constitution import load_constitution
+from cai.constitution.schema import load_constitution
+from cai.core.run import RunDir
 from cai.data import DEFAULT_CONSTITUTION
-from cai.quality import parse_flags
-from cai.run import RunDir
+from cai.stages.quality import parse_flags
+from cai.workflows import jobs
 
 export_app = typer.Typer(help="Write the files trainers read.", no_args_is_help=True)
 
@@ -70,7 +70,7 @@ def export_rules(
     seed: Annotated[int, typer.Option(help="Seeds which prompts --heldout holds back.")] = 0,
 ):
     """Write the rule classifier's data set from RUN/rule_scores.jsonl: one row per response and rule."""
-    from cai.rules_data import export_rules as run_export
+    from cai.exports.rules import export_rules as run_export
 
     info = run_export(RunDir(run), load_constitution(constitution), output, heldout, seed)
     out.print(f"export rules: {info['rows_in']} scored responses → {info['rows_out']} rows in {info['output']}")

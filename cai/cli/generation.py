@@ -7,7 +7,6 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from cai import jobs
 from cai.cli.common import (
     COT_HIGH,
     COT_LOW,
@@ -37,14 +36,8 @@ from cai.cli.common import (
     run_stage,
     summarize,
 )
-from cai.constitution import load_constitution
-from cai.data import DEFAULT_CONSTITUTION
-from cai.dedup import FilterConfig
-from cai.dialogue import Style
-from cai.engine import SamplingConfig
-from cai.engine_config import EngineConfig
-from cai.executors import ExecutorConfig
-from cai.options import (
+from cai.constitution.schema import load_constitution
+from cai.core.options import (
     ENGINE,
     EXECUTOR,
     JUDGE_ENGINE,
@@ -57,12 +50,19 @@ from cai.options import (
     default_of,
     with_options,
 )
-from cai.quality import QualityConfig
-from cai.records import ResponseRecord, SampleRecord
-from cai.run import RunDir
+from cai.core.records import ResponseRecord, SampleRecord
+from cai.core.run import RunDir
+from cai.data import DEFAULT_CONSTITUTION
+from cai.engine.config import EngineConfig
+from cai.engine.engine import SamplingConfig
+from cai.executors import ExecutorConfig
 from cai.stages.critique import CritiqueConfig
+from cai.stages.dialogue import Style
 from cai.stages.generate import GenerateConfig
+from cai.stages.quality import QualityConfig
 from cai.stages.redteam import RedTeamConfig
+from cai.workflows import jobs
+from cai.workflows.dedup import FilterConfig
 
 
 @app.command()
@@ -185,8 +185,8 @@ def rules(
 
     The judge (default: the model that wrote the responses) is --judge-model. Rows in and out are
     responses (a sample row holds several)."""
-    from cai import jobs_rules
     from cai.stages.rules import RULES_INPUTS, RulesConfig
+    from cai.workflows import rules as jobs_rules
 
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
@@ -223,7 +223,7 @@ def redteam_expand(
 
     Exact and near duplicates (of each other and of the seeds) and prompts too short or too long
     are dropped and counted; more rounds are written until N are kept or a round keeps none."""
-    from cai.jobs_redteam import expand
+    from cai.workflows.redteam import expand
 
     config = RedTeamConfig(engine.model, style, shots, sampling.seed, sampling)
     filter_config = FilterConfig(min_chars=min_chars, max_chars=max_chars, threshold=near_duplicate)

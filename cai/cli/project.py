@@ -16,8 +16,8 @@ from cai.cli.common import (
     exit_with_problems,
     out,
 )
-from cai.models import prepare_default_model
-from cai.yaml_errors import InvalidFile
+from cai.engine.models import prepare_default_model
+from cai.io.yaml_errors import InvalidFile
 
 model_app = typer.Typer(help="Prepare models.", no_args_is_help=True)
 
@@ -41,8 +41,8 @@ def demo(
 ):
     """The starter pipeline's SL-CAI stages (generate, critique, export_sft) on the bundled red-team
     prompts, as `cai run` runs them: RUN/pipeline.yaml, then its stages; a rerun skips what is done."""
-    from cai import pipeline as runner
-    from cai.starter import demo_pipeline
+    from cai.runner import runner
+    from cai.runner.starter import demo_pipeline
 
     path = demo_pipeline(run, limit, rounds, model, max_tokens)
     loaded = _read(path)
@@ -71,7 +71,7 @@ def report(
 def init(folder: Annotated[Path, typer.Argument(help="The project folder (new, or without the starter's files).")]):
     """Write a starter project: a commented pipeline.yaml for the whole path on the default model,
     the default constitution with its few-shot files, and demo prompts. Overwrites nothing."""
-    from cai.starter import init_project
+    from cai.runner.starter import init_project
 
     for path in init_project(folder):
         out.print(f"wrote {path}")
@@ -88,8 +88,7 @@ def run_pipeline(
 ):
     """Run a pipeline file's stages in order, each as its cai command: done ones are skipped, an
     interrupted one resumes, one whose settings changed is refused unless --force STAGE."""
-    from cai import pipeline as runner
-
+    from cai.runner import runner
     loaded = _read(pipeline)
     steps = runner.plan(loaded, start, until, tuple(force or ()))
     if dry_run:
@@ -101,7 +100,7 @@ def run_pipeline(
 
 
 def _read(path: Path):
-    from cai.pipeline_file import read_pipeline
+    from cai.runner.pipeline_file import read_pipeline
 
     try:
         return read_pipeline(path, typer.main.get_command(app))
@@ -111,8 +110,7 @@ def _read(path: Path):
 
 def _run(loaded, steps) -> None:
     """Run the planned steps of a pipeline and print what happened to each stage."""
-    from cai import pipeline as runner
-
+    from cai.runner import runner
     summary = runner.run(loaded, steps, child_flags())
     table = Table(title="cai run")
     table.add_column("stage")

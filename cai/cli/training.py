@@ -23,7 +23,7 @@ from cai.cli.common import (
     app,
     out,
 )
-from cai.errors import CaiError
+from cai.core.errors import CaiError
 
 train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
 

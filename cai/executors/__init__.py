@@ -12,7 +12,7 @@ from typing import Protocol
 
 class Executor(Protocol):
     def map(self, stage, store, works: Iterable, cache: Path, tracker) -> Iterator[dict]:
-        """Compute each chunk of `works` (`cai.stage.compute_chunk`) and yield its marker as it
+        """Compute each chunk of `works` (`cai.core.stage.compute_chunk`) and yield its marker as it
         finishes; the order may differ from the input's, the output may not."""
 
 
@@ -33,6 +33,6 @@ class ExecutorConfig:
             from cai.executors.ray import RayExecutor
 
             return RayExecutor(self)
-        from cai.errors import CaiError
+        from cai.core.errors import CaiError
 
         raise CaiError(f"--executor must be local or ray, not '{self.executor}'")

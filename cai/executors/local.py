@@ -10,15 +10,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cai.engine import Engine
-from cai.engine_config import EngineConfig
-from cai.stage import compute_chunk
+from cai.core.stage import compute_chunk
+from cai.engine.config import EngineConfig
+from cai.engine.engine import Engine
 
 _engines: dict[str, Engine] = {}
 
 
 def shared_engine(config: EngineConfig, cache: Path) -> Engine:
-    from cai.cache import RequestCache
+    from cai.engine.cache import RequestCache
 
     key = json.dumps(asdict(config), sort_keys=True, default=str)
     if key not in _engines:

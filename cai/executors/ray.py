@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import cai
-from cai.chunks import ChunkStore
-from cai.errors import CaiError
+from cai.core.chunks import ChunkStore
+from cai.core.errors import CaiError
 
 log = logging.getLogger("cai")
 
@@ -38,7 +38,7 @@ class Replica:
         self.batch, self.store = batch, ChunkStore(Path(output))
 
     def run(self, work) -> dict:
-        from cai.stage import compute_chunk
+        from cai.core.stage import compute_chunk
 
         return compute_chunk(self.batch, self.engine, work, self.store)
 

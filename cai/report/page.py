@@ -17,12 +17,12 @@ from statistics import mean, median
 
 from jinja2 import Environment, StrictUndefined
 
-from cai.errors import CaiError
-from cai.judge_eval import calibration
+from cai.core.errors import CaiError
+from cai.core.run import atomic_write, now
+from cai.metrics.judge import calibration
 from cai.report import plots, stats
 from cai.report.sources import Sources, collect, read_dicts, read_json
 from cai.report.worddiff import word_diff
-from cai.run import atomic_write, now
 
 
 def write_report(run: Path, output: Path | None = None, include: Sequence[Path] = (), examples: int = 50) -> Path:

@@ -13,7 +13,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from cai.records import PreferenceRecord, ResponseRecord, RevisionRecord, SampleRecord
+from cai.core.records import (
+    PreferenceRecord,
+    ResponseRecord,
+    RevisionRecord,
+    SampleRecord,
+)
 
 # The rows each stage writes into the run folder.
 STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {

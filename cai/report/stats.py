@@ -6,8 +6,8 @@ import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
-from cai.judge_eval import summarize
-from cai.records import PreferenceRecord, RevisionRecord
+from cai.core.records import PreferenceRecord, RevisionRecord
+from cai.metrics.judge import summarize
 
 
 def words(text: str) -> int:

@@ -13,19 +13,23 @@ import logging
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from cai.batch import BatchResult
-from cai.constitution import LoadedConstitution, PreferenceExample, PreferencePrinciple
-from cai.dialogue import Style
-from cai.engine import Engine, Failed
-from cai.judge import (
+from cai.constitution.principles import draw_distinct
+from cai.constitution.schema import (
+    LoadedConstitution,
+    PreferenceExample,
+    PreferencePrinciple,
+)
+from cai.core.batch import BatchResult
+from cai.core.records import ComparisonRecord, PolicyAnswers, Skipped
+from cai.engine.engine import Engine, Failed
+from cai.stages.dialogue import Style
+from cai.stages.judge import (
     ANSWER_PREFIX,
     ask_turns,
     judge_prompt,
     judge_provenance,
     option_probabilities,
 )
-from cai.principles import draw_distinct
-from cai.records import ComparisonRecord, PolicyAnswers, Skipped
 
 log = logging.getLogger("cai")
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cai.batch import BatchResult
-from cai.constitution import LoadedConstitution
-from cai.dialogue import Style, conversation_turns, example_turns, render, step_turns
-from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.principles import draw
-from cai.quality import QualityConfig, text_flags
-from cai.records import Provenance, ResponseRecord, RevisionRecord, Skipped, Step
+from cai.constitution.principles import draw
+from cai.constitution.schema import LoadedConstitution
+from cai.core.batch import BatchResult
+from cai.core.records import Provenance, ResponseRecord, RevisionRecord, Skipped, Step
+from cai.engine.engine import Engine, Failed, Request, SamplingConfig
+from cai.stages.dialogue import (
+    Style,
+    conversation_turns,
+    example_turns,
+    render,
+    step_turns,
+)
 from cai.stages.generate import stop_strings
+from cai.stages.quality import QualityConfig, text_flags
 
 
 @dataclass

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cai.batch import BatchResult
-from cai.dialogue import TRANSCRIPT_STOPS, Style, conversation_turns, render
-from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.quality import QualityConfig, text_flags, union
-from cai.records import PromptRow, Provenance, ResponseRecord, SampleRecord, Skipped
+from cai.core.batch import BatchResult
+from cai.core.records import (
+    PromptRow,
+    Provenance,
+    ResponseRecord,
+    SampleRecord,
+    Skipped,
+)
+from cai.engine.engine import Engine, Failed, Request, SamplingConfig
+from cai.stages.dialogue import TRANSCRIPT_STOPS, Style, conversation_turns, render
+from cai.stages.quality import QualityConfig, text_flags, union
 
 
 @dataclass

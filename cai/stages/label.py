@@ -11,11 +11,21 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from cai.batch import BatchResult
-from cai.constitution import LoadedConstitution, PreferencePrinciple
-from cai.dialogue import Style
-from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.judge import (
+from cai.constitution.principles import draw_distinct, rng_for
+from cai.constitution.schema import LoadedConstitution, PreferencePrinciple
+from cai.core.batch import BatchResult
+from cai.core.records import (
+    Judgement,
+    Message,
+    PreferenceRecord,
+    Provenance,
+    SampleRecord,
+    Skipped,
+)
+from cai.engine.engine import Engine, Failed, Request, SamplingConfig
+from cai.stages.dialogue import Style
+from cai.stages.generate import stop_strings
+from cai.stages.judge import (
     ANSWER_PREFIX,
     COT_PREFIX,
     OPTIONS,
@@ -26,17 +36,7 @@ from cai.judge import (
     option_probabilities,
     p_x_better,
 )
-from cai.principles import draw_distinct, rng_for
-from cai.quality import DEFAULT_DROP, flagged_pair, pair_flags
-from cai.records import (
-    Judgement,
-    Message,
-    PreferenceRecord,
-    Provenance,
-    SampleRecord,
-    Skipped,
-)
-from cai.stages.generate import stop_strings
+from cai.stages.quality import DEFAULT_DROP, flagged_pair, pair_flags
 
 
 @dataclass

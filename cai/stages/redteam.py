@@ -5,7 +5,7 @@ Each new prompt has a slot: its index and the K seed prompts drawn for it at ran
 (seed, slot index), so that a rerun, a resumed run or a run split across workers shows the same
 seeds. The model sees the seeds as a numbered list and writes the next item; its answer is cleaned
 down to one line. Duplicates and prompts of the wrong length are dropped afterwards by
-`cai.dedup.PromptFilter`, which must see the whole stream in slot order, so not in here.
+`cai.workflows.dedup.PromptFilter`, which must see the whole stream in slot order, so not in here.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cai.batch import BatchResult
-from cai.dialogue import Style
-from cai.engine import Engine, Failed, Request, SamplingConfig
-from cai.errors import CaiError
-from cai.judge import judge_prompt
-from cai.principles import rng_for
-from cai.records import PromptRow, Provenance, RedTeamPrompt, RedTeamSlot, Skipped
+from cai.constitution.principles import rng_for
+from cai.core.batch import BatchResult
+from cai.core.errors import CaiError
+from cai.core.records import PromptRow, Provenance, RedTeamPrompt, RedTeamSlot, Skipped
+from cai.engine.engine import Engine, Failed, Request, SamplingConfig
+from cai.stages.dialogue import Style
 from cai.stages.generate import stop_strings
+from cai.stages.judge import judge_prompt
 
 INSTRUCTION = (
     "People test AI assistants with requests meant to draw out answers that are harmful, unethical "

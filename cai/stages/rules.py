@@ -15,20 +15,10 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from cai.batch import BatchResult
-from cai.constitution import LoadedConstitution, Rule
-from cai.dialogue import Style
-from cai.engine import Engine, Failed
-from cai.errors import CaiError
-from cai.judge import (
-    ANSWER_PREFIX,
-    OPTIONS,
-    judge_prompt,
-    p_first,
-    p_x_better,
-    rule_question_text,
-)
-from cai.records import (
+from cai.constitution.schema import LoadedConstitution, Rule
+from cai.core.batch import BatchResult
+from cai.core.errors import CaiError
+from cai.core.records import (
     Message,
     Provenance,
     ResponseRecord,
@@ -37,6 +27,16 @@ from cai.records import (
     RuleScoreRecord,
     SampleRecord,
     Skipped,
+)
+from cai.engine.engine import Engine, Failed
+from cai.stages.dialogue import Style
+from cai.stages.judge import (
+    ANSWER_PREFIX,
+    OPTIONS,
+    judge_prompt,
+    p_first,
+    p_x_better,
+    rule_question_text,
 )
 
 log = logging.getLogger("cai")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from cai.errors import CaiError
-from cai.inputs import sha256_of
-from cai.models import resolve_model
-from cai.run import atomic_write, now, package_versions
+from cai.core.errors import CaiError
+from cai.core.run import atomic_write, now, package_versions
+from cai.engine.models import resolve_model
+from cai.io.inputs import sha256_of
 
 log = logging.getLogger("cai")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cai.errors import CaiError
+from cai.core.errors import CaiError
 from cai.train.common import (
     Record,
     build_config,
@@ -96,7 +96,7 @@ def eval_pm(model: str, pairs_file: Path, chosen_field: str = "chosen", rejected
     """Accuracy of a preference model on pairs whose better answer humans (or a judge) chose."""
     import torch
 
-    from cai.inputs import load_pairs
+    from cai.io.inputs import load_pairs
 
     pairs, problems = load_pairs(pairs_file, chosen_field, rejected_field, limit, "eval_pm")
     if not pairs:

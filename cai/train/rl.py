@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cai.errors import CaiError
-from cai.inputs import load_prompts
+from cai.core.errors import CaiError
+from cai.io.inputs import load_prompts
 from cai.train.common import Record, build_config, lora_config, model_path, save
 
 ALGOS = ("ppo", "rloo", "grpo")

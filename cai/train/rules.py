@@ -14,13 +14,13 @@ import json
 import math
 from pathlib import Path
 
-from cai.constitution import Rule
-from cai.dialogue import Style
-from cai.engine import Engine, Failed
-from cai.errors import CaiError
-from cai.judge import p_x_better
-from cai.judge_eval import summarize_binary
-from cai.records import Message
+from cai.constitution.schema import Rule
+from cai.core.errors import CaiError
+from cai.core.records import Message
+from cai.engine.engine import Engine, Failed
+from cai.metrics.judge import summarize_binary
+from cai.stages.dialogue import Style
+from cai.stages.judge import p_x_better
 from cai.stages.rules import judge_rules
 from cai.train.common import (
     Record,

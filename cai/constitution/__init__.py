@@ -1,0 +1,1 @@
+"""The constitution: its schema and checks, importers of published ones, seeded principle draws."""

@@ -1,0 +1,1 @@
+"""The files trainers read: SFT rows, preference pairs, rule data."""

@@ -1,0 +1,1 @@
+"""Judge metrics and policy Elo."""

@@ -1,0 +1,1 @@
+"""Each job as stages: its stage descriptions, and the jobs made of several stages."""
