@@ -37,10 +37,12 @@ def export_prefs(
     mix: Annotated[Optional[Path], typer.Option(help="Human-labelled pairs to blend in (hh-rlhf chosen/rejected, or prompt/chosen/rejected).")] = None,
     mix_ratio: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the result from --mix.")] = 0.5,
     seed: Annotated[int, typer.Option(help="Seeds which --mix rows are blended in, and their order.")] = 0,
+    include_prefs: Annotated[Optional[list[Path]], typer.Option(
+        help="An earlier preference set (prefs.jsonl) whose pairs are added as they are (repeatable): iterated RL-CAI's earlier iterations.")] = None,
 ):
     """Write the preference set for TRL's RewardTrainer and DPOTrainer (AI labels, plus human ones with --mix)."""
     report = jobs.export_prefs(RunDir(run), output, min_confidence, parse_flags(drop_flags), keep_flagged,
-                               mix, mix_ratio if mix else 0.0, seed)
+                               mix, mix_ratio if mix else 0.0, seed, tuple(include_prefs or ()))
     summarize([report])
 
 

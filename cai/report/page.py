@@ -53,6 +53,7 @@ def render(sources: Sources, examples: int) -> str:
         rl=rl_section(sources),
         judge_evals=[judge_eval_section(d, sources.run) for d in sources.judge_evals],
         policy_evals=[s for s in (policy_eval_section(d, sources.run) for d in sources.policy_evals) if s],
+        iterations=plots.elo_by_iteration(sources.iterations) if sources.iterations else None,
         trainings=[training_section(p, sources.run) for p in sources.trainings],
         quality=quality_section(sources),
     )

@@ -131,6 +131,25 @@ def elo_bars(tags: dict[str, dict]) -> str:
 
 
 @figure
+def elo_by_iteration(iterations: list[dict]) -> str:
+    """Iterated RL-CAI: each tag's Elo of each policy against the iteration, with 95% intervals."""
+    tags = list(dict.fromkeys(tag for it in iterations for tag in it["tags"]))
+    fig = Figure(figsize=(3.6 * len(tags) + 0.6, 3.4))
+    for ax, tag in zip(fig.subplots(1, len(tags), squeeze=False)[0], tags):
+        policies = list(dict.fromkeys(p for it in iterations for p in it["tags"].get(tag, {}).get("elo", {})))
+        for policy in policies:
+            points = [(it["iteration"], it["tags"][tag]["elo"][policy], it["tags"][tag]["ci95"][policy])
+                      for it in iterations if policy in it["tags"].get(tag, {}).get("elo", {})]
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            errors = [[y - lo for _, y, (lo, _) in points], [hi - y for _, y, (_, hi) in points]]
+            ax.errorbar(xs, ys, yerr=errors, fmt="o-", capsize=3, label=short(policy, 16))
+        ax.set(title=f"{short(tag, 24)} Elo by iteration", xlabel="iteration", ylabel="Elo (first policy = 0)")
+        ax.set_xticks(sorted({it["iteration"] for it in iterations}))
+        ax.legend(fontsize="small")
+    return _png(fig)
+
+
+@figure
 def elo_scatter(harmless: dict, helpful: dict) -> str:
     """Harmlessness Elo against helpfulness Elo, one point per policy, as the paper draws it."""
     fig = Figure(figsize=(4.8, 4.4))

@@ -91,11 +91,12 @@ class Sources:
     judge_evals: list[Path]  # folders written by `cai eval judge` (summary.json + judgements.jsonl)
     policy_evals: list[Path]  # folders written by `cai eval policies` (eval.json)
     trainings: list[Path]  # cai_train.json of each trained model
+    iterations: list[dict]  # iterations.json of an iterated run (`cai run` with `iterations: N`)
 
     @property
     def empty(self) -> bool:
         return not (self.manifest.get("stages") or self.stages or self.errors or self.judge_evals
-                    or self.policy_evals or self.trainings)
+                    or self.policy_evals or self.trainings or self.iterations)
 
 
 def _found(folders: list[Path], name: str) -> list[Path]:
@@ -127,4 +128,5 @@ def collect(run: Path, include: list[Path]) -> Sources:
         judge_evals=judge,
         policy_evals=[p.parent for p in _found(folders, "eval.json")],
         trainings=_found(folders, "cai_train.json"),
+        iterations=(read_json(run / "iterations.json") or {}).get("iterations") or [],
     )

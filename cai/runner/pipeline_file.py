@@ -23,10 +23,10 @@ from cai.data import DEFAULT_CONSTITUTION
 from cai.engine.models import DEFAULT_MODEL, files_fingerprint
 from cai.io.inputs import sha256_of
 from cai.io.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
-from cai.runner.registry import SPECS, STAGES, StageSpec
+from cai.runner.registry import ITERATED, SPECS, STAGES, StageSpec
 from cai.runner.values import argv_of, local_path, plain, usage_error, yaml_key
 
-TOP_KEYS = ("run", "model", "constitution", "engine", "executor")
+TOP_KEYS = ("run", "model", "constitution", "engine", "executor", "iterations")
 MANAGED = {"run": "the top-level `run`", "out": "the run folder (RUN/models/STAGE for models)",
            "output": "the run folder", "force": "`cai run --force STAGE`"}
 # Options that decide how a stage runs, not what it writes: left out of its fingerprint, so that a
@@ -38,6 +38,7 @@ REF = re.compile(r"\{([a-z_]+)(?:\.([a-z_]+))?\}")
 
 @dataclass
 class PlannedStage:
+    name: str  # the stage's, or "iter-K/STAGE" for iteration K of an iterated one
     spec: StageSpec
     argv: list[str]  # after `cai`
     settings: dict  # every option's value (defaults included), as fingerprinted
@@ -45,10 +46,6 @@ class PlannedStage:
     deps: list[str]  # earlier stages whose output it reads
     output: Path  # in the run folder
     done_file: Path
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 @dataclass
@@ -75,6 +72,8 @@ class _Reader:
         self.problems: list[Problem] = []
         self.node = None
         self.key_deps: dict[tuple[str, str], list[str]] = {}  # (stage, key) -> the stages its value names
+        self.order: list[str] = []  # planned names, in order
+        self.made: dict[str, list[str]] = {}  # stage -> the outputs of its planned runs
 
     def problem(self, loc: tuple, message: str) -> None:
         self.problems.append(Problem(self.file, line_of(self.node, loc), message))
@@ -106,12 +105,20 @@ class _Reader:
         sections = {name: self.section(data, name) for name in ("engine", "executor")}
         self.check_section_keys(sections)
         planned, values_of = [], {}
+        iterations = data.get("iterations", 1)
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+            self.problem(("iterations",), "`iterations:` takes a whole number, 1 or more")
+            iterations = 1
+        iterated = [s for s in STAGES if s.name in ITERATED and s.name in data] if iterations > 1 else []
         for spec in STAGES:
-            if spec.name not in data:
+            if spec.name not in data or spec in iterated[1:]:
                 continue
-            stage = self.stage(spec, data, context, sections, values_of, base, run_text)
-            if stage is not None:
-                planned.append(stage)
+            rounds = [(f"iter-{k}/", {**context, "run": f"{run_text}/iter-{k}"}) for k in range(1, iterations + 1)]
+            for prefix, where in rounds if spec in iterated else [("", context)]:
+                for one in iterated if spec in iterated else [spec]:
+                    stage = self.stage(one, data, where, sections, values_of, base, run_text, prefix)
+                    if stage is not None:
+                        planned.append(stage)
         if not planned and not self.problems:
             self.problem((), f"no stages: name at least one of {', '.join(SPECS)}")
         if self.problems:
@@ -136,9 +143,11 @@ class _Reader:
                     extra = "; the model is the top-level `model:`" if key == "model" else ""
                     self.problem((name, key), f"unknown {name} option '{key}'{did_you_mean(key, allowed[name])}{extra}")
 
-    def stage(self, spec, data, context, sections, values_of, base: Path, run_text: str) -> PlannedStage | None:
+    def stage(self, spec, data, context, sections, values_of, base: Path, run_text: str,
+              prefix: str = "") -> PlannedStage | None:
         """One stage's options, resolved and parsed by its command; its problems are collected, and
-        the other keys still checked."""
+        the other keys still checked. `prefix` names an iteration's run of it ("iter-2/"), whose
+        folder is context's `run`."""
         section = self.section(data, spec.name)
         command = self.command(spec)
         params = {yaml_key(p): p for p in command.params if p.opts}
@@ -152,8 +161,9 @@ class _Reader:
                 self.problem((spec.name, key), f"unknown {spec.name} option '{key}'{did_you_mean(key, known)} "
                                                f"(`cai {' '.join(spec.command)} --help` lists them)")
                 bad.add(key)
-        values, origin, deps = {}, {}, [r for r in spec.reads if r in data]
-        local = {**context, "out": f"{run_text}/{spec.output}"}
+        values, origin, deps = {}, {}, [self.made[r][-1][0] for r in spec.reads if r in self.made]
+        planned_name, output = prefix + spec.name, f"{context['run']}/{spec.output}"
+        local = {**context, "out": output}
         for key, alternatives in spec.defaults.items():  # the first alternative that resolves
             for alternative in ([] if key in section and key not in MANAGED else alternatives):
                 used = []
@@ -182,7 +192,12 @@ class _Reader:
             origin[key] = (spec.name, key)
             deps += used
             self.key_deps[spec.name, key] = used
+        if spec.name == "export_prefs" and spec.name in self.made:  # an iteration's set holds the earlier ones' pairs
+            values["include_prefs"] = [made for _, made in self.made[spec.name]]
+            deps += [earlier for earlier, _ in self.made[spec.name]]
         values_of[spec.name] = values
+        self.order.append(planned_name)
+        self.made.setdefault(spec.name, []).append((planned_name, output))
         words = {}
         for key, value in values.items():
             try:
@@ -201,8 +216,8 @@ class _Reader:
             where = origin.get(yaml_key(param), (spec.name,)) if param.opts else (spec.name,)
             settings[param.name] = self.setting(value, base, run_text, where, param.name)
         argv = [word for key in words for word in words[key]]
-        return PlannedStage(spec, argv, settings, fingerprint(settings), sorted(set(deps), key=list(SPECS).index),
-                            base / run_text / spec.output, base / run_text / spec.done)
+        return PlannedStage(planned_name, spec, argv, settings, fingerprint(settings), sorted(set(deps), key=self.order.index),
+                            base / output, base / context["run"] / spec.done)
 
     def parse(self, spec: StageSpec, command, words: dict, origin: dict, bad: set):
         """Click's parse of the words, without running the command; every bad value is reported
@@ -279,8 +294,9 @@ class _Reader:
                 raise _Unresolved(f"'{{{name}}}' names {'a later stage' if later else 'a stage this file leaves out'}; "
                                   f"a stage can name an earlier one only")
             if key is None:
-                used.append(name)
-                return f"{context['run']}/{SPECS[name].output}"
+                made, output = self.made[name][-1]
+                used.append(made)
+                return output
             used.extend(self.key_deps.get((name, key), []))  # "{sample.prompts}" reads what sample's prompts read
             if key not in values_of[name]:
                 raise _Unresolved(f"'{{{name}.{key}}}': {name} sets no '{key}'")

@@ -37,7 +37,9 @@ RUN = ("{run}",)
 OUT = ("{out}",)
 CONSTITUTION = ("{constitution}",)
 MODEL = ("{model}",)
-POLICY = ("{train_sft}", "{model}")  # the SL-CAI model where the file trains one
+# The policy: the last RL-CAI one (in an iterated file, the previous iteration's), else the SL-CAI
+# model where the file trains one, else the base model.
+POLICY = ("{train_ppo}", "{train_dpo}", "{train_sft}", "{model}")
 STAGES: list[StageSpec] = [
     StageSpec("redteam_expand", ("redteam", "expand"), "prompts.jsonl", "chunks", {"run": RUN, "model": MODEL}),
     StageSpec("generate", ("generate",), "responses.jsonl", "chunks", {"run": RUN, "model": MODEL}),
@@ -70,6 +72,11 @@ STAGES: list[StageSpec] = [
               {"out": OUT, "judge_model": MODEL, "constitution": CONSTITUTION}, done_file="eval_policies/eval.json"),
 ]
 SPECS = {s.name: s for s in STAGES}
+# With `iterations: N`, these stages run N times, iteration k into RUN/iter-k/ (iterated online
+# RL-CAI: iteration k samples from iteration k-1's policy, and its preference set holds the pairs
+# of iterations 1..k).
+ITERATED = ("sample", "rules", "label", "export_prefs", "export_rules", "train_pm", "train_rules", "train_ppo",
+            "train_dpo", "eval_policies")
 
 
 def register(spec: StageSpec, after: str | None = None) -> None:

@@ -32,6 +32,7 @@ from cai.core.children import cai_env
 from cai.core.errors import CaiError
 from cai.core.run import ProcessLock, RunDir, atomic_write, now
 from cai.io.yaml_errors import did_you_mean
+from cai.runner.iterations import write_iterations
 from cai.runner.pipeline_file import SPECS, Pipeline, PlannedStage
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -53,7 +54,7 @@ def _check_names(pipeline: Pipeline, names: list[str], flag: str) -> None:
     planned = [s.name for s in pipeline.stages]
     for name in names:
         if name not in planned:
-            where = "names no stage" if name not in SPECS else "is not a stage of this file"
+            where = "names no stage" if name.rpartition("/")[2] not in SPECS else "is not a stage of this file"
             raise CaiError(f"{flag} {name}: {where}{did_you_mean(name, planned)}; its stages: {', '.join(planned)}")
 
 
@@ -174,9 +175,19 @@ def run(pipeline: Pipeline, steps: list[Step], flags: list[str]) -> list[tuple[s
             _record(rundir, stage, status="done", id=ids[stage.name], after=after, started=started,
                     finished=now(), seconds=seconds)
             summary.append((stage.name, f"ran in {seconds:.0f} s"))
+            if stage.spec.name == "eval_policies" and stage.name.startswith("iter-"):
+                _iterations(pipeline)
     finally:
         lock.release()
     return summary
+
+
+def _iterations(pipeline: Pipeline) -> None:
+    """RUN/iterations.json from every iteration's eval_policies finished so far."""
+    evaluations = [(int(s.name.split("/")[0].removeprefix("iter-")), s.done_file) for s in pipeline.stages
+                   if s.spec.name == "eval_policies" and s.name.startswith("iter-")]
+    if written := write_iterations(pipeline.run, evaluations):
+        err.print(f"iterations: {_shown(written)}")
 
 
 def _record(rundir: RunDir, stage: PlannedStage, **info) -> None:

@@ -176,27 +176,32 @@ def export_sft(
 
 def export_prefs(run: RunDir, output: Path | None = None, min_confidence: float = 0.5,
                  drop_flags: tuple[str, ...] = DEFAULT_DROP, keep_flagged: bool = False,
-                 mix: Path | None = None, mix_ratio: float = 0.0, seed: int = 0) -> JobReport:
-    """The AI-labelled pairs kept (confident enough, no flagged answer), and with `mix` human-labelled
-    pairs blended in as hard labels, as the paper's preference model learned helpfulness."""
+                 mix: Path | None = None, mix_ratio: float = 0.0, seed: int = 0, include: tuple[Path, ...] = ()) -> JobReport:
+    """The AI-labelled pairs kept (confident enough, no flagged answer), then those of earlier
+    preference sets (`include`: the pairs of earlier iterations of iterated RL-CAI), and with `mix`
+    human-labelled pairs blended in as hard labels, as the paper's preference model learned helpfulness."""
     if not 0.5 <= min_confidence <= 1:
         raise CaiError("--min-confidence must be between 0.5 and 1")
     human = _human_pairs(mix) if mix else []  # read first: a bad --mix file stops before any writing
+    earlier = {path: read_jsonl(path, PreferenceRecord) for path in include}
     source = run.require("preferences.jsonl", "cai label")  # before the lock: a mistyped --run is not created
     with run.locked():
         records = read_jsonl(source, PreferenceRecord)
         confident = [r for r in records if r.p_chosen >= min_confidence]
         filtered = filter_prefs(confident, drop_flags, keep_flagged)
-        rows, added = mix_prefs(filtered.rows, human, mix_ratio, seed) if mix else (filtered.rows, 0)
+        ai_rows = filtered.rows + [row for rows in earlier.values() for row in rows]
+        rows, added = mix_prefs(ai_rows, human, mix_ratio, seed) if mix else (ai_rows, 0)
         output = output or run.file("prefs.jsonl")
         write_jsonl(output, rows)
         run.record_stage("export_prefs", {
             "output": str(output), "min_confidence": min_confidence, "drop_flags": list(drop_flags),
             "keep_flagged": keep_flagged, "flagged": dict(filtered.flagged), "mix": str(mix) if mix else None,
             "mix_sha256": sha256_of(mix) if mix else None, "mix_ratio": mix_ratio, "seed": seed, "human_rows": added,
+            "included": {str(path): len(rows) for path, rows in earlier.items()},
             "rows_in": len(records), "rows_out": len(rows), "finished": now()})
     notes = [f"{len(records) - len(confident)} pairs below confidence {min_confidence} left out"]
     notes += [n for n in [filtered.note()] if n]
+    notes += [f"included {len(included)} pairs of {path}" for path, included in earlier.items()]
     if mix:
         notes.append(f"mixed in {added} human-labelled pairs from {mix} ({added / max(len(rows), 1):.0%} of the rows)")
     return JobReport("export prefs", len(records), len(rows), output, notes=notes)
