@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRA ?= cpu
 PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: setup model demo test test-fast check-gpu-deps clean
+.PHONY: setup model demo test test-fast check-gpu-deps clean label-studio
 
 setup: $(VENV)/.installed-$(EXTRA)
 
@@ -35,11 +35,22 @@ model: setup
 demo: model
 	$(BIN)/cai demo
 
-test: model
+test: model label-studio
 	$(PYTEST)
 
 test-fast: model
 	$(PYTEST) -m "not slow"
+
+# Label Studio (for `cai review`) in its own venv: installed into .venv it would replace numpy,
+# openai, pyarrow and setuptools under vLLM. pip's cache makes a rebuild fast.
+LS_VENV := .venv-label-studio
+label-studio: $(LS_VENV)/.installed
+
+$(LS_VENV)/.installed:
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q label-studio==1.23.2
+	touch $@
 
 # Resolve (without installing) what `make setup EXTRA=gpu` would install, and check that it is
 # the vLLM and torch every test runs on, so the GPU set cannot drift from the CPU one.
@@ -51,4 +62,4 @@ check-gpu-deps: setup
 	sys.exit(f'the gpu extra resolves to {bad}, not {want}' if bad else 0)" $(VENV)/gpu-report.json
 
 clean:
-	rm -rf $(VENV) runs/demo
+	rm -rf $(VENV) $(LS_VENV) runs/demo

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 # Commands that are tools around the jobs, not jobs that write into a run folder.
 TOOLS = {("constitution", "check"), ("constitution", "import"), ("model", "prepare"), ("init",), ("run",), ("demo",),
-         ("report",)}
+         ("report",), ("review", "export"), ("review", "push"), ("review", "pull")}  # review: people label, between
 
 
 def _commands(group, prefix=()):

@@ -227,6 +227,10 @@ def sha256_of(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+NO_CHOICE = ("tie", "skipped")  # the labels of gold pairs without a human choice (cai.review.gold)
+NO_CHOICE_REASON = "no human choice"
+
+
 def _answer(value) -> str:
     """The answer in a pair field: a plain string, or the last assistant turn of messages."""
     if isinstance(value, list):
@@ -243,11 +247,14 @@ def pair_row(row: dict | InputError, line: int, chosen_field: str = "chosen", re
     """One row as (prompt, chosen answer, rejected answer), or the reason it is not a pair.
 
     hh-rlhf rows hold two whole transcripts that differ only in the last Assistant turn; other rows
-    hold a prompt (as `cai generate` reads it) and the two answers.
+    hold a prompt (as `cai generate` reads it) and the two answers. A row whose `label` says people
+    made no choice (a gold set's tie or skipped pair, `cai review pull`) is not a pair to measure.
     """
     try:
         if isinstance(row, InputError):
             raise row
+        if row.get("label") in NO_CHOICE:
+            raise ValueError(f"{NO_CHOICE_REASON} (label '{row['label']}')")
         chosen, rejected = row.get(chosen_field), row.get(rejected_field)
         if chosen is None or rejected is None:
             raise ValueError(f"no '{chosen_field}' or '{rejected_field}' field")

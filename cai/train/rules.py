@@ -172,29 +172,34 @@ class RuleReward:
 
 def eval_rules(model: str, data: Path, limit: int | None = None) -> dict:
     """A rule model's probabilities against a labelled set (`prompt`, `completion`, `rule`, `label`)."""
-    rows = _labelled_rows(data, limit)
+    rows, unlabelled = _labelled_rows(data, limit)
     scorer = RuleModel(model)
     logits = scorer.log_odds([r["prompt"] for r in rows], [r["completion"] for r in rows], [r["rule"] for r in rows])
     p = [0.5 * (1 + math.tanh(x / 2)) for x in logits]  # sigmoid, without overflow
     groups = [r.get("rule_id") or r["rule"] for r in rows]
-    return {**summarize_binary(p, [float(r["label"]) for r in rows], groups), "model": model}
+    return {**summarize_binary(p, [float(r["label"]) for r in rows], groups), "unlabelled": unlabelled, "model": model}
 
 
 def eval_judge_rules(data: Path, engine: Engine, style: Style, limit: int | None = None) -> dict:
     """The judge's p_follows (both orders) against the same kind of labelled set."""
-    rows = _labelled_rows(data, limit)
+    rows, unlabelled = _labelled_rows(data, limit)
     items = [([Message(**m) for m in r["prompt"]], r["completion"][-1]["content"],
               Rule(id=r.get("rule_id") or "rule", rule=r["rule"])) for r in rows]
     judged = [(r, js) for r, js in zip(rows, judge_rules(items, engine, style)) if not isinstance(js, Failed)]
     summary = summarize_binary([p_x_better(js) for _, js in judged], [float(r["label"]) for r, _ in judged],
                                [r.get("rule_id") or r["rule"] for r, _ in judged])
-    return {**summary, "errors": len(rows) - len(judged), "judge_model": engine.identity}
+    return {**summary, "unlabelled": unlabelled, "errors": len(rows) - len(judged), "judge_model": engine.identity}
 
 
-def _labelled_rows(data: Path, limit: int | None) -> list[dict]:
+def _labelled_rows(data: Path, limit: int | None) -> tuple[list[dict], int]:
+    """The rows with a label (of the first `limit`), and how many had none."""
     dataset = load_jsonl(data)
     missing = [c for c in COLUMNS if c not in dataset.column_names]
     if missing:
         raise CaiError(f"{data}: no {', '.join(missing)} column(s); a labelled set needs {', '.join(COLUMNS)}")
     rows = dataset.to_list()
-    return rows[:limit] if limit else rows
+    rows = rows[:limit] if limit else rows
+    labelled = [r for r in rows if r["label"] is not None]  # a gold set's skipped items (cai review pull) have none
+    if not labelled:
+        raise CaiError(f"{data}: no row has a label")
+    return labelled, len(rows) - len(labelled)

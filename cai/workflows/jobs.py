@@ -30,7 +30,7 @@ from cai.core.stage import CHUNK_SIZE, JobReport, Stage, config_settings, execut
 from cai.engine.config import EngineConfig
 from cai.engine.engine import Engine
 from cai.exports.filters import filter_prefs, mix_in, mix_prefs, sft_rows
-from cai.io.inputs import load_conversations, load_pairs, sha256_of
+from cai.io.inputs import NO_CHOICE_REASON, load_conversations, load_pairs, sha256_of
 from cai.metrics.judge import summarize
 from cai.stages.critique import CritiqueConfig, critique_batch
 from cai.stages.generate import GenerateConfig, generate_batch, sample_batch
@@ -131,10 +131,12 @@ def eval_judge_summary(run: RunDir, report: JobReport, config: LabelConfig) -> d
     bounds = config.cot_bounds if config.cot else None
     with report.output.open(encoding="utf-8") as f:
         judged = [[Judgement(**j) for j in json.loads(line)["judgements"]] for line in f]
+    no_choice = sum(s.reason.startswith(NO_CHOICE_REASON) for s in report.skipped)
     summary = {
         **summarize(judged, bounds),
         "identical_pairs_dropped": report.counters["identical_pairs_dropped"],
-        "errors": len(report.skipped),
+        "no_human_choice": no_choice,  # a gold set's ties and skipped pairs (cai review pull), left out
+        "errors": len(report.skipped) - no_choice,
         "judge_model": config.model,
         "swap": config.swap,
         "cot": config.cot,
