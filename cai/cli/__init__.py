@@ -2,7 +2,7 @@
 
 constitution (check, import) · generation (generate, critique, sample, label, rules, redteam
 expand) · exports (export sft|prefs|rules) · training (train sft|dpo|pm|ppo|rules) · evaluate
-(eval judge|pm|rules|policies) · bench · project (init, run, demo, report, model prepare).
+(eval judge|pm|rules|policies) · bench · project (init, run, demo, report, model prepare) · publish.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from cai.cli import (  # noqa: F401 - they register their commands
     exports,
     generation,
     project,
+    publish,
     training,
 )
 from cai.cli.common import app, err, flags, global_flags_first
