@@ -59,8 +59,12 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _made(manifest: dict) -> str:
-    stages = manifest.get("stages", {})
-    lines = [f"- `{name}`: {STEPS.get(name, 'a stage of cai')}" for name in stages]
+    lines = []
+    for name, entry in manifest.get("stages", {}).items():
+        model = entry.get("model") or entry.get("judge_model")
+        counts = f"{entry['rows_in']} → {entry['rows_out']} rows" if "rows_in" in entry and "rows_out" in entry else ""
+        details = "; ".join(d for d in (f"model {public_name(model)}" if isinstance(model, str) else "", counts) if d)
+        lines.append(f"- `{name}`{f' ({details})' if details else ''}: {STEPS.get(name, 'a stage of cai')}")
     text = "\n".join(lines) or "- the manifest records no stage"
     commands = [" ".join(entry["command"]) for entry in manifest.get("pipeline", {}).values() if entry.get("command")]
     if commands:
@@ -185,7 +189,9 @@ def build_card(manifest: dict, written: dict[str, dict[str, int]], copied: list[
         "## Sampling\n\n" + _table(["stage", "temperature", "top_p", "max_tokens", "seed", "style", "rounds / n"], _sampling(manifest)),
         "## Judge\n\n" + _judge(manifest),
         "## Counts per stage\n\n" + _table(["stage", "rows in", "rows out", "errors"], _counts(manifest)),
-        "## Quality flags: rows flagged and left out\n\n" + (_table(["stage", "what", "rows"], [list(d) for d in drops])
+        "## Quality flags: rows flagged and left out\n\n`flagged: F` counts rows that carry the flag F (a generated "
+        "text cut off at the token limit, repeating itself, talking about the critique instead of answering, or empty); "
+        "`left_out` counts the rows an export left out for them (none where flagged rows were kept).\n\n" + (_table(["stage", "what", "rows"], [list(d) for d in drops])
                                                              if drops else "No row was flagged or left out."),
         "## The judge's agreement with people\n\n" + _agreement(judge_summary),
         "## How to load\n\n" + _loading(written, repo),

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"\]},]+")
-ABSOLUTE = re.compile(r"(?<![\w.~/-])/(?:[^\s'\"\]},:/]+/)*([^\s'\"\]},:/]+)")
+# a path that starts a word (at the start, or after a space, quote, '=', '[', '(' or ','), to its last part
+ABSOLUTE = re.compile(r"(?<![^\s'\"=\[(,])/(?:[^\s'\"\]},:/`]+/)*([^\s'\"\]},:/`]+)")
 KEY = re.compile(r"\b(?:hf_|sk-)[A-Za-z0-9_-]{16,}")
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CAI_API_KEY", "OPENAI_API_KEY")
 
