@@ -22,7 +22,7 @@ from cai.jobs_rules import rules_stage
 from cai.publish import publish
 from cai.publish.clean import public_name, scrub
 from cai.rules_data import export_rules
-from cai.run import RunDir
+from cai.run import RunDir, write_jsonl
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
@@ -233,6 +233,38 @@ def test_publish_is_a_pipeline_stage(run, tmp_path):
     assert (published / "pipeline.yaml").read_text() == (project / "pipeline.yaml").read_text()
     entry = json.loads((project / "runs" / "r" / "manifest.json").read_text())["pipeline"]["publish"]
     assert entry["command"][:4] == ["cai", "publish", "runs/r", "--out"] and entry["status"] == "done"
+
+
+def test_red_team_prompts_comparisons_and_human_pairs_publish_too(tmp_path):
+    """Hand-written rows of the kinds the tiny run has not: red-team prompts, policy comparisons,
+    and a mixed preference set whose human rows have no judgements and empty sampling."""
+    from datasets import load_dataset
+
+    from cai.export import human_preferences
+    from cai.records import ComparisonRecord, PromptRow, Provenance, RedTeamPrompt
+
+    run = RunDir(tmp_path / "run")
+    prov = Provenance(model="/home/me/models/judge", sampling={"temperature": 1.0}, style="chat", seed=3)
+    write_jsonl(run.file("prompts.jsonl"), [RedTeamPrompt(id=f"redteam-{i}", prompt=f"How do I pick lock {i}?",
+                                                          seed_ids=["a", "b"], provenance=prov) for i in range(3)])
+    write_jsonl(run.file("comparisons.jsonl"), [
+        ComparisonRecord(id="p1", policies=("base", "sl"), tag="harmless", principle_id="honest", order=o, p_first=0.4,
+                         tie=False, provenance=prov) for o in ("AB", "BA")])
+    ask = PromptRow(id="h1", prompt=[{"role": "user", "content": "Hi"}], line=1)
+    write_jsonl(run.file("prefs.jsonl"), human_preferences([(ask, "Hello!", "Go away.")]))
+    run.manifest_path.write_text(json.dumps({"stages": {
+        "redteam_expand": {"model": "/home/me/models/judge", "kept": 3, "dropped": {"near_duplicate": 2}},
+        "eval_policies": {"judge_model": "smollm2-135m-instruct", "policies": {"sl": {"model": "/home/me/runs/w/models/sl-cai"}}}}}))
+    result = publish(run.path, tmp_path / "out", include=["prompts", "eval_policies", "prefs"])
+    assert result.written == {"prefs": {"train": 1}, "prompts": {"train": 3}, "eval_policies": {"train": 2}}
+    prompts = load_dataset(str(tmp_path / "out"), "prompts", split="train")
+    assert prompts["seed_ids"][0] == ["a", "b"] and prompts[0]["provenance"]["model"] == "judge"
+    assert load_dataset(str(tmp_path / "out"), "eval_policies", split="train")["policies"][0] == ["base", "sl"]
+    human = load_dataset(str(tmp_path / "out"), "prefs", split="train")[0]
+    assert human["judgements"] == [] and human["source"] == "human" and json.loads(human["provenance"]["sampling"]) == {}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| sl-cai | eval_policies |" in card and "| redteam_expand | dropped: near_duplicate | 2 |" in card
+    assert "/home/me" not in card and "No stage of this run read a constitution." in card
 
 
 def test_model_names_and_scrubbed_text():
