@@ -110,6 +110,10 @@ def test_the_card_reads_back_with_its_metadata_and_the_run_s_story(run, folder):
     assert set(data.task_categories) == {"text-generation", "text-classification"}
     assert {"constitutional-ai", "cai", "dpo", "sft"} <= set(data.tags)
     configs = {c["config_name"]: c["data_files"] for c in data.configs}
+    infos = {i["config_name"]: i for i in data.dataset_info}
+    assert infos["prefs"]["splits"] == [{"name": "train", "num_bytes": infos["prefs"]["dataset_size"],
+                                         "num_examples": lines(run.file("prefs.jsonl"))}]
+    assert {"name": "margin", "dtype": "float64"} in infos["prefs"]["features"]
     assert configs["rules"] == [{"split": "train", "path": "rules/train-*.parquet"},
                                 {"split": "test", "path": "rules/test-*.parquet"}]
     manifest = json.loads(run.manifest_path.read_text())["stages"]
@@ -262,6 +266,11 @@ def test_red_team_prompts_comparisons_and_human_pairs_publish_too(tmp_path):
     assert load_dataset(str(tmp_path / "out"), "eval_policies", split="train")["policies"][0] == ["base", "sl"]
     human = load_dataset(str(tmp_path / "out"), "prefs", split="train")[0]
     assert human["judgements"] == [] and human["source"] == "human" and json.loads(human["provenance"]["sampling"]) == {}
+    # published again with one more prompt, the same folder loads the new rows (not those cached)
+    write_jsonl(run.file("prompts.jsonl"), [RedTeamPrompt(id=f"redteam-{i}", prompt=f"How do I pick lock {i}?",
+                                                          seed_ids=["a"], provenance=prov) for i in range(4)])
+    publish(run.path, tmp_path / "out", include=["prompts", "eval_policies", "prefs"])
+    assert load_dataset(str(tmp_path / "out"), "prompts", split="train").num_rows == 4
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| sl-cai | eval_policies |" in card and "| redteam_expand | dropped: near_duplicate | 2 |" in card
     assert "/home/me" not in card and "No stage of this run read a constitution." in card

@@ -154,9 +154,11 @@ def _loading(written: dict[str, dict[str, int]], repo: str) -> str:
     return "\n".join(lines)
 
 
-def build_card(manifest: dict, written: dict[str, dict[str, int]], copied: list[Copied], license: str,
+def build_card(manifest: dict, written: dict[str, dict[str, int]], infos: dict, copied: list[Copied], license: str,
                judge_summary: dict | None, pipeline_file: str | None, repo: str, title: str):
-    """The card: `written` is config -> split -> rows, as the folder holds them."""
+    """The card: `written` is config -> split -> rows, as the folder holds them; `infos` config ->
+    its `datasets.DatasetInfo` (features, splits and sizes, in the header's `dataset_info`)."""
+    from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard, DatasetCardData
 
     manifest = {**manifest, "stages": {k: v for k, v in manifest.get("stages", {}).items() if k != "publish"}}
@@ -169,6 +171,7 @@ def build_card(manifest: dict, written: dict[str, dict[str, int]], copied: list[
         configs=[{"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits]}
                  for name, splits in written.items()],
     )
+    DatasetInfosDict(infos).to_dataset_card_data(data)
     model_rows = [[name, ", ".join(m["stages"]), m["fingerprint"]] for name, m in models(manifest).items()]
     drops = drop_counts(manifest)
     sections = [

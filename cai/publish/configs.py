@@ -129,11 +129,31 @@ def rows(path: Path, record: type[BaseModel]) -> list[dict]:
     return [_flat(shape, r.model_dump(mode="json")) for r in read_jsonl(path, record)]
 
 
-def write_split(path: Path, record: type[BaseModel], out: Path) -> int:
-    """One split as Parquet through `datasets`; returns its row count."""
+@dataclass(frozen=True)
+class Written:
+    rows: int
+    num_bytes: int  # in memory (Arrow)
+    size: int  # of the Parquet file
+
+
+def write_split(path: Path, record: type[BaseModel], out: Path) -> Written:
+    """One split as Parquet through `datasets`."""
     from datasets import Dataset
 
     data = Dataset.from_list(rows(path, record), features=features(record))
     out.parent.mkdir(parents=True, exist_ok=True)
     data.to_parquet(str(out))
-    return len(data)
+    return Written(len(data), data.data.nbytes, out.stat().st_size)
+
+
+def info(spec: ConfigSpec, written: dict[str, Written]):
+    """The configuration's `dataset_info` for the card: features, splits, sizes. `load_dataset` keys
+    its cache of a local folder by these (and by the card's data file patterns, which are the same
+    for every published folder), so without them a folder published again, or another with the
+    same name, would load the rows cached from the first."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    splits = SplitDict({s: SplitInfo(s, num_bytes=w.num_bytes, num_examples=w.rows) for s, w in written.items()})
+    return DatasetInfo(config_name=spec.name, features=features(spec.record), splits=splits,
+                       download_size=sum(w.size for w in written.values()),
+                       dataset_size=sum(w.num_bytes for w in written.values()))

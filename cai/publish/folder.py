@@ -100,13 +100,13 @@ def publish(run_path: Path, out: Path, include: list[str] | None = None, exclude
 
 def _write(run: RunDir, tmp: Path, chosen: list[configs.ConfigSpec], manifest: dict, license: str,
            constitutions: list[Path], pipeline: Path | None, repo: str, title: str) -> Published:
-    written, notes = {}, []
+    written, infos, notes = {}, {}, []
     for spec in chosen:
-        counts = {}
-        for split, path in configs.splits(spec, run.path).items():
-            counts[split] = configs.write_split(path, spec.record, tmp / spec.name / f"{split}-00000-of-00001.parquet")
-        if counts.get("train"):
-            written[spec.name] = counts
+        splits = {split: configs.write_split(path, spec.record, tmp / spec.name / f"{split}-00000-of-00001.parquet")
+                  for split, path in configs.splits(spec, run.path).items()}
+        if splits["train"].rows:
+            written[spec.name] = {split: w.rows for split, w in splits.items()}
+            infos[spec.name] = configs.info(spec, splits)
         else:
             shutil.rmtree(tmp / spec.name, ignore_errors=True)
             notes.append(f"{spec.name}: {spec.source(run.path).name} holds no rows, left out")
@@ -117,6 +117,6 @@ def _write(run: RunDir, tmp: Path, chosen: list[configs.ConfigSpec], manifest: d
     pipeline_file = files.copy_pipeline(pipeline, tmp) if pipeline else None
     summary = next((json.loads(p.read_text()) for p in (run.file("eval_judge/summary.json"), run.file("summary.json"))
                     if p.is_file()), None)
-    card = build_card(manifest, written, copied, license, summary, pipeline_file, repo, title)
+    card = build_card(manifest, written, infos, copied, license, summary, pipeline_file, repo, title)
     card.save(tmp / "README.md")
     return Published(tmp, written, notes)
