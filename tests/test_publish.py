@@ -5,14 +5,13 @@ machine leaks, the push fails in one line offline, TRL's trainers take `sft` and
 import json
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 import stage_runs
+from cli_run import cai
 from cai import jobs
 from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
 from cai.engine import SamplingConfig
@@ -129,8 +128,7 @@ def test_the_card_reads_back_with_its_metadata_and_the_run_s_story(run, folder):
     assert f"| {tiny} |" in body  # the model by its folder's name, with its fingerprint
     # the copied constitution is the one the rows name, and checks with its few-shot files
     assert (folder / "constitution" / "default.yaml").read_bytes() == DEFAULT_CONSTITUTION.read_bytes()
-    done = subprocess.run([sys.executable, "-m", "cai", "constitution", "check", str(folder / "constitution" / "default.yaml")],
-                          capture_output=True, text=True)
+    done = cai("constitution", "check", folder / "constitution" / "default.yaml")
     assert done.returncode == 0 and sha in done.stdout
 
 
@@ -194,8 +192,7 @@ def test_push_without_a_network_fails_in_one_line_and_writes_nothing(run, tmp_pa
 
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
     env |= {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", **({"HF_TOKEN": token} if token else {})}
-    done = subprocess.run([sys.executable, "-m", "cai", "publish", str(run.path), "--out", str(tmp_path / "out"),
-                           "--push-to-hub", "me/cai-data"], capture_output=True, text=True, env=env, timeout=120)
+    done = cai("publish", run.path, "--out", tmp_path / "out", "--push-to-hub", "me/cai-data", env=env, timeout=120)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert ("HF_TOKEN" in done.stderr) if token is None else ("cannot reach the Hugging Face Hub" in done.stderr)
@@ -226,11 +223,9 @@ def test_publish_is_a_pipeline_stage(run, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(run.path, project / "runs" / "r", ignore=shutil.ignore_patterns("eval_judge"))
     (project / "pipeline.yaml").write_text("run: runs/r\npublish: {license: apache-2.0, include: [sft, prefs]}\n")
-    plan = subprocess.run([sys.executable, "-m", "cai", "run", "pipeline.yaml", "--dry-run"], cwd=project,
-                          capture_output=True, text=True)
+    plan = cai("run", "pipeline.yaml", "--dry-run", cwd=project)
     assert plan.returncode == 0 and "publish" in plan.stdout and "to do" in plan.stdout, plan.stderr
-    done = subprocess.run([sys.executable, "-m", "cai", "--quiet", "run", "pipeline.yaml"], cwd=project,
-                          capture_output=True, text=True)
+    done = cai("run", "pipeline.yaml", cwd=project)
     assert done.returncode == 0, done.stderr[-2000:]
     published = project / "runs" / "r" / "publish"
     assert sorted(p.name for p in published.iterdir()) == ["README.md", "constitution", "pipeline.yaml", "prefs", "prompts", "sft"]
