@@ -12,20 +12,22 @@ import yaml
 
 import stage_runs
 from cli_run import cai
-from cai import jobs
+from cai.core.errors import CaiError
+from cai.core.records import ComparisonRecord, PromptRow, Provenance, RedTeamPrompt
+from cai.core.run import RunDir, write_jsonl
 from cai.data import DEFAULT_CONSTITUTION, DEMO_PROMPTS
-from cai.engine import SamplingConfig
-from cai.errors import CaiError
+from cai.engine.engine import SamplingConfig
 from cai.executors.local import LocalExecutor
-from cai.jobs_rules import rules_stage
+from cai.exports.filters import human_preferences
+from cai.exports.rules import export_rules
 from cai.publish import publish
 from cai.publish.clean import public_name, scrub
-from cai.rules_data import export_rules
-from cai.run import RunDir, write_jsonl
 from cai.stages.critique import CritiqueConfig
 from cai.stages.generate import GenerateConfig
 from cai.stages.label import LabelConfig
 from cai.stages.rules import RulesConfig
+from cai.workflows import jobs
+from cai.workflows.rules import rules_stage
 
 HH = Path(__file__).resolve().parent / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +41,7 @@ def lines(path: Path) -> int:
 def run(tmp_path_factory, engine, tiny, tiny_model):
     """SL-CAI, RL-CAI, rules (half the prompts held back) and eval judge in one run folder, the
     model named by its absolute path (as `--model DIR` records it)."""
-    from cai.constitution import load_constitution
+    from cai.constitution.schema import load_constitution
 
     constitution = load_constitution(DEFAULT_CONSTITUTION)
     model, sampling = str(tiny_model), SamplingConfig(max_tokens=8)
@@ -74,6 +76,7 @@ def folder(run, pipeline_file):
     return out
 
 
+@pytest.mark.slow
 def test_every_configuration_loads_with_the_rows_of_its_file(run, folder):
     from datasets import load_dataset
 
@@ -100,6 +103,7 @@ def test_every_configuration_loads_with_the_rows_of_its_file(run, folder):
     assert set(json.loads(scores)) == {r["id"] for r in yaml.safe_load(DEFAULT_CONSTITUTION.read_text())["rules"]}
 
 
+@pytest.mark.slow
 def test_the_card_reads_back_with_its_metadata_and_the_run_s_story(run, folder):
     from huggingface_hub import DatasetCard
 
@@ -132,6 +136,7 @@ def test_the_card_reads_back_with_its_metadata_and_the_run_s_story(run, folder):
     assert done.returncode == 0 and sha in done.stdout
 
 
+@pytest.mark.slow
 def test_nothing_of_this_machine_reaches_the_folder(run, folder, tiny_model):
     import pyarrow.parquet as pq
 
@@ -146,6 +151,7 @@ def test_nothing_of_this_machine_reaches_the_folder(run, folder, tiny_model):
     assert f"model: {tiny_model.name}" in copy and "server: [REDACTED_URL]" in copy
 
 
+@pytest.mark.slow
 def test_include_and_exclude_choose_configurations(run, tmp_path):
     only = publish(run.path, tmp_path / "only", include=["sft,prefs"])
     assert list(only.written) == ["sft", "prefs"]
@@ -164,6 +170,7 @@ def test_include_and_exclude_choose_configurations(run, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_moved_constitution_is_found_by_its_sha256_or_asked_for(run, tmp_path):
     moved = RunDir(tmp_path / "moved")
     shutil.copytree(run.path, moved.path)
@@ -180,6 +187,26 @@ def test_a_moved_constitution_is_found_by_its_sha256_or_asked_for(run, tmp_path)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 
 
+PROV = Provenance(model="/home/me/models/judge", sampling={"temperature": 1.0}, style="chat", seed=3)
+
+
+def hand_written_run(path: Path) -> RunDir:
+    """Rows of the kinds the tiny run has not: red-team prompts, policy comparisons, and a mixed
+    preference set's human pair (no judgements, empty sampling)."""
+    run = RunDir(path)
+    write_jsonl(run.file("prompts.jsonl"), [RedTeamPrompt(id=f"redteam-{i}", prompt=f"How do I pick lock {i}?",
+                                                          seed_ids=["a", "b"], provenance=PROV) for i in range(3)])
+    write_jsonl(run.file("comparisons.jsonl"), [
+        ComparisonRecord(id="p1", policies=("base", "sl"), tag="harmless", principle_id="honest", order=o, p_first=0.4,
+                         tie=False, provenance=PROV) for o in ("AB", "BA")])
+    ask = PromptRow(id="h1", prompt=[{"role": "user", "content": "Hi"}], line=1)
+    write_jsonl(run.file("prefs.jsonl"), human_preferences([(ask, "Hello!", "Go away.")]))
+    run.manifest_path.write_text(json.dumps({"stages": {
+        "redteam_expand": {"model": "/home/me/models/judge", "kept": 3, "dropped": {"near_duplicate": 2}},
+        "eval_policies": {"judge_model": "smollm2-135m-instruct", "policies": {"sl": {"model": "/home/me/runs/w/models/sl-cai"}}}}}))
+    return run
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,8 +214,10 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("token", ["hf_notarealtokenbutlongenough", None])
-def test_push_without_a_network_fails_in_one_line_and_writes_nothing(run, tmp_path, token):
+def test_push_without_a_network_fails_in_one_line_and_writes_nothing(tmp_path, token):
     import os
+
+    run = hand_written_run(tmp_path / "run")
 
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
     env |= {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", **({"HF_TOKEN": token} if token else {})}
@@ -197,9 +226,10 @@ def test_push_without_a_network_fails_in_one_line_and_writes_nothing(run, tmp_pa
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert ("HF_TOKEN" in done.stderr) if token is None else ("cannot reach the Hugging Face Hub" in done.stderr)
     assert token is None or token not in done.stderr + done.stdout
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.slow
 def test_trl_trainers_take_sft_and_prefs_as_published(folder, tiny_model, tmp_path):
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -218,6 +248,7 @@ def test_trl_trainers_take_sft_and_prefs_as_published(folder, tiny_model, tmp_pa
     assert dpo.train().global_step == 1
 
 
+@pytest.mark.slow
 def test_publish_is_a_pipeline_stage(run, tmp_path):
     """`publish:` in a pipeline file runs `cai publish RUN --out RUN/publish`, with the file copied in."""
     project = tmp_path / "project"
@@ -235,25 +266,11 @@ def test_publish_is_a_pipeline_stage(run, tmp_path):
 
 
 def test_red_team_prompts_comparisons_and_human_pairs_publish_too(tmp_path):
-    """Hand-written rows of the kinds the tiny run has not: red-team prompts, policy comparisons,
-    and a mixed preference set whose human rows have no judgements and empty sampling."""
+    """Hand-written rows: each loads with its nested fields, and the card names the models."""
     from datasets import load_dataset
 
-    from cai.export import human_preferences
-    from cai.records import ComparisonRecord, PromptRow, Provenance, RedTeamPrompt
-
-    run = RunDir(tmp_path / "run")
-    prov = Provenance(model="/home/me/models/judge", sampling={"temperature": 1.0}, style="chat", seed=3)
-    write_jsonl(run.file("prompts.jsonl"), [RedTeamPrompt(id=f"redteam-{i}", prompt=f"How do I pick lock {i}?",
-                                                          seed_ids=["a", "b"], provenance=prov) for i in range(3)])
-    write_jsonl(run.file("comparisons.jsonl"), [
-        ComparisonRecord(id="p1", policies=("base", "sl"), tag="harmless", principle_id="honest", order=o, p_first=0.4,
-                         tie=False, provenance=prov) for o in ("AB", "BA")])
-    ask = PromptRow(id="h1", prompt=[{"role": "user", "content": "Hi"}], line=1)
-    write_jsonl(run.file("prefs.jsonl"), human_preferences([(ask, "Hello!", "Go away.")]))
-    run.manifest_path.write_text(json.dumps({"stages": {
-        "redteam_expand": {"model": "/home/me/models/judge", "kept": 3, "dropped": {"near_duplicate": 2}},
-        "eval_policies": {"judge_model": "smollm2-135m-instruct", "policies": {"sl": {"model": "/home/me/runs/w/models/sl-cai"}}}}}))
+    from cai.exports.filters import human_preferences
+    run = hand_written_run(tmp_path / "run")
     result = publish(run.path, tmp_path / "out", include=["prompts", "eval_policies", "prefs"])
     assert result.written == {"prefs": {"train": 1}, "prompts": {"train": 3}, "eval_policies": {"train": 2}}
     prompts = load_dataset(str(tmp_path / "out"), "prompts", split="train")
@@ -263,7 +280,7 @@ def test_red_team_prompts_comparisons_and_human_pairs_publish_too(tmp_path):
     assert human["judgements"] == [] and human["source"] == "human" and json.loads(human["provenance"]["sampling"]) == {}
     # published again with one more prompt, the same folder loads the new rows (not those cached)
     write_jsonl(run.file("prompts.jsonl"), [RedTeamPrompt(id=f"redteam-{i}", prompt=f"How do I pick lock {i}?",
-                                                          seed_ids=["a"], provenance=prov) for i in range(4)])
+                                                          seed_ids=["a"], provenance=PROV) for i in range(4)])
     publish(run.path, tmp_path / "out", include=["prompts", "eval_policies", "prefs"])
     assert load_dataset(str(tmp_path / "out"), "prompts", split="train").num_rows == 4
     card = (tmp_path / "out" / "README.md").read_text()

@@ -1,7 +1,7 @@
 """Which run files become which configuration of the published dataset, and how their rows are
 flattened for Parquet.
 
-Each configuration is one kind of row of `cai.records`; its schema (the `datasets` Features) is
+Each configuration is one kind of row of `cai.core.records`; its schema (the `datasets` Features) is
 derived from that pydantic model, so that every Parquet file of a configuration has the same
 columns and types whatever its rows hold (a column that is None in every row is still a string
 column, a mixed preference set's human rows still have `judgements`). Nested records stay nested:
@@ -22,10 +22,10 @@ from typing import Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from cai.publish.clean import public_name
-from cai.records import (ComparisonRecord, PreferenceRecord, RedTeamPrompt, RevisionRecord, RuleRow, RuleScoreRecord,
+from cai.core.records import (ComparisonRecord, PreferenceRecord, RedTeamPrompt, RevisionRecord, RuleRow, RuleScoreRecord,
                          SftRow)
-from cai.run import read_jsonl
+from cai.core.run import read_jsonl
+from cai.publish.clean import public_name
 
 
 @dataclass(frozen=True)

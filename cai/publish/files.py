@@ -17,12 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from cai.constitution import LoadedConstitution, load_constitution
+from cai.constitution.schema import LoadedConstitution, load_constitution
+from cai.core.errors import CaiError
+from cai.core.run import atomic_write
 from cai.data import DEFAULT_CONSTITUTION, GENERAL_CONSTITUTION
-from cai.errors import CaiError
-from cai.inputs import sha256_of
+from cai.io.inputs import sha256_of
 from cai.publish.clean import scrub
-from cai.run import atomic_write
 
 FOLDER = "constitution"
 

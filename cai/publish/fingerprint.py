@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cai.models import DEFAULT_MODEL, cai_home, files_fingerprint
+from cai.engine.models import DEFAULT_MODEL, cai_home, files_fingerprint
 
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 

@@ -10,11 +10,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cai.errors import CaiError
+from cai.core.errors import CaiError
+from cai.core.run import RunDir, now
+from cai.io.yaml_errors import did_you_mean
 from cai.publish import configs, files, hub
 from cai.publish.card import build_card
-from cai.run import RunDir, now
-from cai.yaml_errors import did_you_mean
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cai.errors import CaiError
+from cai.core.errors import CaiError
 
 
 def _reason(e: Exception) -> str:
