@@ -70,6 +70,8 @@ eval_rules:
 eval_policies:
   prompts: prompts.jsonl
   policy: ["base={{model}}", "sl={{train_sft}}", "rl={{train_ppo}}"]
+publish:
+  license: apache-2.0
 """
 
 
@@ -87,6 +89,8 @@ def test_a_file_that_names_every_stage_is_planned_whole_with_references_inside_v
     assert "--judge-model r/models/train_sft" in argv["rules"]  # the samples' model, as `cai rules` picks
     assert "--rule-model r/models/train_rules" in argv["train_ppo"] and "train_rules" in deps["train_ppo"]
     assert argv["eval_rules"] == "--model r/models/train_rules --data r/rules_heldout.jsonl"
+    assert argv["publish"].startswith("r --out r/publish --pipeline pipeline.yaml --constitution ")
+    assert "eval_policies" in deps["publish"] and "export_prefs" in deps["publish"]
     assert {s.state for s in plan(pipeline)} == {"to do"}
 
     shown = invoke(["run", str(tmp_path / "pipeline.yaml"), "--dry-run"])

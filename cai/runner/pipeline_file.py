@@ -32,7 +32,8 @@ MANAGED = {"run": "the top-level `run`", "out": "the run folder (RUN/models/STAG
 # Options that decide how a stage runs, not what it writes: left out of its fingerprint, so that a
 # run may be resumed on another executor or server.
 RUNTIME = {"executor", "ray_address", "replicas", "gpus_per_replica", "cpus_per_replica", "servers", "judge_servers",
-           "concurrency", "judge_concurrency", "timeout", "judge_timeout", "max_error_rate", "force"}
+           "concurrency", "judge_concurrency", "timeout", "judge_timeout", "max_error_rate", "force",
+           "pipeline"}  # publish's copy of this file: editing another stage does not change publish
 REF = re.compile(r"\{([a-z_]+)(?:\.([a-z_]+))?\}")
 
 
@@ -98,7 +99,7 @@ class _Reader:
             self.problem(("run",) if "run" in data else (), "`run:` (the run folder, relative to this file) is required")
             run_text = "run"
         context = {"run": run_text, "model": data.get("model") or DEFAULT_MODEL,
-                   "constitution": data.get("constitution") or str(DEFAULT_CONSTITUTION)}
+                   "constitution": data.get("constitution") or str(DEFAULT_CONSTITUTION), "pipeline": self.path.name}
         for key in ("model", "constitution"):
             if key in data and not isinstance(data[key], str):
                 self.problem((key,), f"`{key}:` takes one name or path")

@@ -70,6 +70,11 @@ STAGES: list[StageSpec] = [
     StageSpec("eval_rules", ("eval", "rules"), "eval_rules.json", "stdout", {"model": ("{train_rules}",)}),
     StageSpec("eval_policies", ("eval", "policies"), "eval_policies", "chunks",
               {"out": OUT, "judge_model": MODEL, "constitution": CONSTITUTION}, done_file="eval_policies/eval.json"),
+    # the run's data as a Hugging Face dataset folder, with this pipeline file copied in
+    StageSpec("publish", ("publish",), "publish", "export",
+              {"run": RUN, "out": OUT, "pipeline": ("{pipeline}",), "constitution": CONSTITUTION},
+              reads=("redteam_expand", "critique", "export_sft", "rules", "label", "export_prefs", "export_rules",
+                     "eval_judge", "eval_policies"), done_file="publish/README.md"),
 ]
 SPECS = {s.name: s for s in STAGES}
 # With `iterations: N`, these stages run N times, iteration k into RUN/iter-k/ (iterated online

@@ -45,6 +45,8 @@ def argv_of(param, value) -> list[str]:
     (or a mapping, as KEY=VALUE pairs)."""
     if value is None:
         return []
+    if param.param_type_name == "argument":  # a positional one, e.g. publish's RUN
+        return [scalar(value)]
     flag = flag_of(param)
     if param.is_flag:
         if not isinstance(value, bool):
