@@ -269,7 +269,6 @@ def test_red_team_prompts_comparisons_and_human_pairs_publish_too(tmp_path):
     """Hand-written rows: each loads with its nested fields, and the card names the models."""
     from datasets import load_dataset
 
-    from cai.exports.filters import human_preferences
     run = hand_written_run(tmp_path / "run")
     result = publish(run.path, tmp_path / "out", include=["prompts", "eval_policies", "prefs"])
     assert result.written == {"prefs": {"train": 1}, "prompts": {"train": 3}, "eval_policies": {"train": 2}}

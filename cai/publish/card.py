@@ -8,7 +8,6 @@ configuration, and the paper to cite. Every path or command taken from the manif
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from cai.publish.clean import public_name, scrub
 from cai.publish.configs import CONFIGS
