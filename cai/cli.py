@@ -293,6 +293,16 @@ def sample(
     _report([_run_stage(RunDir(run), stage, executor, chunk_size, force)], max_error_rate)
 
 
+def _one_of(*choices: str):
+    """An option's check that its value is one of `choices` (run when the command line is parsed,
+    so that `cai run` reports a bad value before any stage starts)."""
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def _label_config(judge, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed,
                   drop_flags: str = ",".join(DEFAULT_DROP), keep_flagged: bool = False) -> LabelConfig:
     return LabelConfig(judge, style, principles_per_pair, not no_swap, cot, (cot_min, cot_max), seed=seed,
@@ -315,6 +325,7 @@ def label(
     seed: Seed = 0,
     drop_flags: DropFlags = ",".join(DEFAULT_DROP),
     keep_flagged: KeepFlagged = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="A calibration of the judge (cai eval judge --fit-calibration) applied to its labels; the raw ones are kept as p_chosen_raw, margin_raw.")] = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = 0.1,
@@ -323,10 +334,16 @@ def label(
 
     The judge (default: the model that wrote the samples) is --judge-model; pairs with a flagged
     answer are skipped unless --keep-flagged."""
+    from cai.calibrate import load_calibration
+
     run_dir = RunDir(run)
     loaded = load_constitution(constitution)
     judge, style = _from_first_row(run_dir.require("samples.jsonl", "cai sample"), SampleRecord, judge_engine, style)
     config = _label_config(judge.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed, drop_flags, keep_flagged)
+    if calibration is not None:
+        config.calibration, config.calibration_sha256, fitted = load_calibration(calibration)
+        if fitted.get("judge_model") not in (None, judge.model):
+            err.print(f"[yellow]note: {calibration} was fitted for the judge {fitted['judge_model']}, not {judge.model}[/yellow]")
     stage = jobs.label_stage(run_dir, loaded, config, judge)
     _report([_run_stage(run_dir, stage, executor, chunk_size, force)], max_error_rate)
 
@@ -349,10 +366,15 @@ def eval_judge(
     style: StyleOpt = Style.chat,
     seed: Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
+    fit_calibration: Annotated[Optional[Path], typer.Option(help="Fit a calibration of the judge's labels to the human choices and write it here (JSON, or YAML for .yaml), for cai label --calibration.")] = None,
+    calibration_method: Annotated[str, typer.Option(help="temperature: p' = sigmoid(logit(p)/T); platt: sigmoid(a·logit(p)+b), b also corrects position bias.",
+                                                    callback=_one_of("temperature", "platt"))] = "temperature",
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds for the calibration's held-out ECE.")] = 5,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
 ):
-    """Run the judge on human-labelled pairs and print accuracy, position bias and calibration."""
+    """Run the judge on human-labelled pairs and print accuracy (with its interval and kappa),
+    position and length bias, calibration, each principle's accuracy and the cost, as JSON."""
     loaded = load_constitution(constitution)
     judge_engine.model = judge_engine.model or DEFAULT_MODEL
     config = _label_config(judge_engine.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
@@ -360,19 +382,12 @@ def eval_judge(
     run_dir = RunDir(out_dir)
     with run_dir.locked():  # the summary too: the whole job holds the folder
         report = _run_stage(run_dir, stage, executor, chunk_size, force)
-        summary = jobs.eval_judge_summary(run_dir, report, config)
+        fitted = jobs.eval_judge_calibration(report, config, calibration_method, folds, fit_calibration) if fit_calibration else None
+        summary = jobs.eval_judge_summary(run_dir, report, config, fitted)
     print(json.dumps(summary, indent=2))
     err.print(f"per-pair results: {report.output}")
-
-
-def _one_of(*choices: str):
-    """An option's check that its value is one of `choices` (run when the command line is parsed,
-    so that `cai run` reports a bad value before any stage starts)."""
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}")
-        return value
-    return check
+    if fit_calibration:
+        err.print(f"calibration ({calibration_method}): {fit_calibration}")
 
 
 def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
