@@ -64,8 +64,8 @@ def register(app: typer.Typer, judge_engine_options, executor_options, run_stage
             fitted = fit(run_dir, loaded, gold, judge_engine.model, l2, bootstrap, seed)
             write_weights(output, fitted)
         report([scored], max_error_rate)
-        out.print(f"fit rules: {fitted['pairs']} pairs; agreement with people {fitted['accuracy']} "
-                  f"(the constitution's weights: {fitted['accuracy_constitution_weights']})")
+        out.print(f"fit rules: {fitted['pairs']} pairs; agreement with people on them {fitted['accuracy']} "
+                  f"(in sample; the constitution's weights: {fitted['accuracy_constitution_weights']})")
         for r in fitted["rules"]:
             out.print(f"  {r['id']}: {r['weight']:+.3f}  [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]", highlight=False)
         out.print(f"fit rules: {output}")
