@@ -112,12 +112,14 @@ class QualityConfig:
         metadata={"help": "flag `repetition` when words repeating an earlier n-gram are at least this "
                           "share of the text's words (0 to 1)"},
     )
-    # 0.5: "mostly the critique's".
+    # 0.5: "mostly the critique's". In a `cai demo --limit 8 --rounds 2 --max-tokens 64` run of the
+    # default model, the 16 revisions scored 0.71-1.0 where they restate the critique, 0.0-0.11 otherwise.
     copies_critique_share: float = field(
         default=0.5,
         metadata={"help": "flag a revision `copies_critique` when words inside a word 4-gram the critique also "
                           "holds are at least this share of its words (0 to 1)"},
     )
+    # In the same run, the 3 revisions that repeat the last one score 1.0; the others at most 0.58.
     unchanged_similarity: float = field(
         default=0.95,
         metadata={"help": "flag a revision `unchanged` when the similarity of its words to those of the text it "
