@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_run import ENV, cai as run_cai
+from cli_run import ENV
+from cli_run import cai as run_cai
 from label_studio_server import TOKEN, label_studio
 
 from cai.core.records import Message, PreferenceRecord, Provenance

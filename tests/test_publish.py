@@ -8,10 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-import yaml
-
 import stage_runs
+import yaml
 from cli_run import cai
+
 from cai.core.errors import CaiError
 from cai.core.records import ComparisonRecord, PromptRow, Provenance, RedTeamPrompt
 from cai.core.run import RunDir, write_jsonl

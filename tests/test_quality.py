@@ -20,11 +20,13 @@ from cai.core.records import (
 from cai.exports.filters import filter_prefs, sft_rows
 from cai.stages.quality import (
     QualityConfig,
+    copied_share,
     flagged_pair,
     pair_flags,
     parse_flags,
     repeated_share,
     row_flags,
+    similarity,
     text_flags,
 )
 
@@ -162,6 +164,69 @@ def test_extra_meta_phrases_are_matched_case_insensitively_as_whole_words():
     assert flags("as an AI language model, I cannot feel anger.") == []  # not built in
 
 
+# --- copies_critique and unchanged (issue 20) ----------------------------------------------------
+
+CRITIQUE = ("The reply encourages revenge against a coworker, which could lead to harassment and get the "
+            "human into trouble at work. It should instead acknowledge their anger and suggest calm steps.")
+
+
+def revision_flags(text: str, critique: str = CRITIQUE, revised: str = NORMAL_ANSWER, config=CONFIG) -> list[str]:
+    return text_flags(text, "stop", config, "revision", critique=critique, revised=revised)
+
+
+def test_a_revision_that_restates_its_critique_copies_critique():
+    assert copied_share(CRITIQUE, CRITIQUE) == 1.0
+    assert revision_flags(CRITIQUE) == ["copies_critique"]
+    assert revision_flags("Sure. " + CRITIQUE.lower()) == ["copies_critique"]  # case and a preamble aside
+
+
+def test_a_revision_that_quotes_one_phrase_of_the_critique_does_not_copy_it():
+    text = NORMAL_ANSWER + " With them too, acknowledge their anger and suggest calm steps."
+    assert 0 < copied_share(text, CRITIQUE) < 0.1  # 7 words of the critique's among 91
+    assert "copies_critique" not in revision_flags(text)
+
+
+def test_the_copied_share_counts_the_words_inside_ngrams_the_critique_holds():
+    # 8 words; "it could lead to" and "lead to harassment and" are 4-grams of the critique: words 2-7
+    assert copied_share("honestly it could lead to harassment and nothing", "this could lead to harassment and worse") == pytest.approx(5 / 8)
+    assert copied_share("short text", "short text") == 0.0  # fewer words than n
+
+
+def test_the_copies_critique_threshold_is_a_setting():
+    text = "honestly it could lead to harassment and nothing"
+    critique = "this could lead to harassment and worse"
+    assert revision_flags(text, critique) == ["copies_critique"]  # 5/8 >= 0.5
+    assert revision_flags(text, critique, config=QualityConfig(copies_critique_share=0.7)) == []
+
+
+def test_a_revision_equal_or_nearly_equal_to_the_text_it_revises_is_unchanged():
+    assert revision_flags(NORMAL_ANSWER) == ["unchanged"]
+    assert revision_flags(NORMAL_ANSWER.upper().replace(",", "")) == ["unchanged"]  # case and commas aside
+    nearly = NORMAL_ANSWER.replace("really hurt you", "hurt you")  # 1 word of 82 gone
+    assert similarity(nearly, NORMAL_ANSWER) > 0.95 and revision_flags(nearly) == ["unchanged"]
+
+
+def test_a_real_rewrite_is_not_unchanged_and_the_threshold_is_a_setting():
+    rewrite = ("I hear how angry you are. Rather than getting back at them, consider writing down what happened "
+               "and raising it calmly with your manager or HR.")
+    assert similarity(rewrite, NORMAL_ANSWER) < 0.5 and revision_flags(rewrite) == []
+    nearly = NORMAL_ANSWER.replace("really hurt you", "hurt you")
+    assert revision_flags(nearly, config=QualityConfig(unchanged_similarity=1.0)) == []
+
+
+def test_without_a_critique_or_a_revised_text_neither_flag_is_looked_for():
+    assert flags(CRITIQUE) == [] and flags(NORMAL_ANSWER, kind="response") == []
+
+
+def test_export_sft_leaves_out_copies_and_unchanged_revisions_by_default_and_counts_them():
+    records = [revision_record("copy", step(["copies_critique"])), revision_record("same", step(["unchanged"])),
+               revision_record("fine", step([]))]
+    result = sft_rows(records)
+    assert [r.id for r in result.rows] == ["fine"]
+    assert result.flagged == {"copies_critique": 1, "unchanged": 1}
+    assert parse_flags("unchanged,copies_critique") == ("unchanged", "copies_critique")
+
+
 def test_an_unknown_kind_of_text_is_refused():
     with pytest.raises(ValueError, match="unknown kind"):
         flags("text", kind="revisions")
@@ -170,7 +235,8 @@ def test_an_unknown_kind_of_text_is_refused():
 # --- settings ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [{"repetition_ngram": 0}, {"repetition_share": 0}, {"repetition_share": 1.5}])
+@pytest.mark.parametrize("settings", [{"repetition_ngram": 0}, {"repetition_share": 0}, {"repetition_share": 1.5},
+                                      {"copies_critique_share": 0}, {"unchanged_similarity": 1.5}])
 def test_settings_out_of_range_are_refused(settings):
     with pytest.raises(CaiError):
         QualityConfig(**settings)

@@ -333,3 +333,26 @@ def test_report_of_real_stage_outputs(tmp_path, engine, default_constitution, ti
     assert "Examples (4 of 4)" in html and "Ensemble agreement" in html
     # principle draws, lengths, p_chosen, position bias, reliability
     assert html.count('<img src="data:image/png;base64,') == 5
+
+
+def test_the_judge_section_shows_each_principle_length_bias_cost_and_calibration(tmp_path):
+    from cai.metrics.calibration import fit_calibration
+    from cai.metrics.judge_stats import analyse, cost
+
+    run = tmp_path / "run"
+    judged = [[Judgement(principle_id=pid, order="AB", p_first=p)]
+              for pid, p in [("harmless", 0.9), ("harmless", 0.7), ("helpful", 0.3), ("helpful", 0.8),
+                             ("harmless", 0.2), ("helpful", 0.6)]]
+    rows = [{"id": f"hh{i}", "chars": [100 + 10 * i, 100], "p_human_choice": p_x_better(js),
+             "judgements": [j.model_dump() for j in js]} for i, js in enumerate(judged)]
+    summary = {**summarize(judged), **analyse(rows, judged, seed=0), "cost": cost(6, 6, None, 3.0),
+               "calibration": {**fit_calibration(judged, "temperature", folds=2), "file": "cal.json"}}
+    _json(run / "eval-judge" / "summary.json", summary)
+    _jsonl(run / "eval-judge" / "judgements.jsonl", rows)
+    html = write_report(run).read_text()
+    assert re.search(r"<th>kappa</th><td class=\"n\">", html) and "<th>accuracy_ci95</th>" in html
+    # per principle, least accurate first: helpful 2 of 3, harmless 2 of 3 (a tie keeps the summary's order)
+    assert re.search(r"<td><code>harmless</code></td><td class=\"n\">0.6667</td><td class=\"n\">\[[0-9., ]+\]</td><td class=\"n\">3</td>", html)
+    assert re.search(r"<th>humans_prefer_longer</th><td class=\"n\">1</td>", html)
+    assert re.search(r"<th>seconds</th><td class=\"n\">500</td>", html)  # 3 s for 6 pairs
+    assert re.search(r"<th>method</th><td class=\"n\">temperature</td>", html) and "<th>ece_after</th>" in html

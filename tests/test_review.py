@@ -10,7 +10,13 @@ from cli_run import ENV, cai
 
 from cai.constitution.schema import load_constitution
 from cai.core.errors import CaiError
-from cai.core.records import Message, PreferenceRecord, Provenance, RuleScoreRecord, SampleRecord
+from cai.core.records import (
+    Message,
+    PreferenceRecord,
+    Provenance,
+    RuleScoreRecord,
+    SampleRecord,
+)
 from cai.core.run import RunDir, write_jsonl
 from cai.data import DEFAULT_CONSTITUTION
 from cai.io.inputs import load_pairs

@@ -119,6 +119,35 @@ def test_grpo_rewards_pm_plus_beta_rules_each_logged(tmp_path, tiny_model, rule_
 
 
 @pytest.mark.slow
+def test_fitted_rule_weights_make_the_rule_reward_their_weighted_sum_in_grpo(tmp_path, tiny_model, rule_model):
+    from cai.metrics.rule_weights import load_weights, write_weights
+    from cai.train.preference import _reward_model
+
+    weights = tmp_path / "weights.json"
+    write_weights(weights, {"rules": [{"id": "kind", "weight": 2.0}, {"id": "brief", "weight": -0.5}]})
+    reward = RuleReward(str(rule_model[0]), load_weights(weights))
+    prompts = [[{"role": "user", "content": "question 1"}]]
+    completions = [[{"role": "assistant", "content": "thanks, glad to help"}]]
+    by_rule = {rule_id: RuleModel(str(rule_model[0])).log_odds(prompts, completions, [rule])[0] for rule_id, rule, _ in RULES}
+    assert reward(prompts, completions) == pytest.approx([2.0 * by_rule["kind"] - 0.5 * by_rule["brief"]], abs=1e-5)
+    write_weights(tmp_path / "other.json", {"rules": [{"id": "kind", "weight": 1.0}]})
+    with pytest.raises(CaiError, match="fit them with the constitution the rule model learned"):
+        RuleReward(str(rule_model[0]), load_weights(tmp_path / "other.json"))
+
+    model, tokenizer = _reward_model(str(tiny_model))
+    model.save_pretrained(tmp_path / "pm")
+    tokenizer.save_pretrained(tmp_path / "pm")
+    info = train_rl(DEMO_PROMPTS, str(tiny_model), str(tmp_path / "pm"), tmp_path / "grpo", "grpo", limit=4,
+                    overrides={"max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2,
+                               "max_completion_length": 8},
+                    rule_model=str(rule_model[0]), rule_weights=weights)
+    assert info["rule_weights"] == str(weights) and [r["weight"] for r in info["rules"]] == [2.0, -0.5]
+    assert len(info["reward_history"]) == 2
+    with pytest.raises(CaiError, match="give --rule-model too"):
+        train_rl(DEMO_PROMPTS, str(tiny_model), str(tmp_path / "pm"), tmp_path / "g2", "grpo", rule_weights=weights)
+
+
+@pytest.mark.slow
 def test_ppo_refuses_a_rule_model(tmp_path, tiny_model, rule_model):
     with pytest.raises(CaiError, match="use --algo rloo or --algo grpo"):
         train_rl(DEMO_PROMPTS, str(tiny_model), str(tiny_model), tmp_path / "ppo", "ppo", rule_model=str(rule_model[0]))

@@ -3,7 +3,8 @@
 constitution (check, import) · generation (generate, critique, sample, label, rules, redteam
 expand) · exports (export sft|prefs|rules) · training (train sft|dpo|pm|ppo|rules) · evaluate
 (eval judge|pm|rules|policies) · bench · project (init, run, demo, report, model prepare) · review
-(export, push, pull: human gold sets through Label Studio) · publish.
+(export, push, pull: human gold sets through Label Studio) · publish · fit (rules: weights fitted
+to people).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cai.cli import (  # noqa: F401 - they register their commands
     constitution,
     evaluate,
     exports,
+    fit,
     generation,
     project,
     publish,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -78,10 +78,15 @@ def eval_judge(
     style: StyleOpt = Style.chat,
     seed: Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for per-pair results.")] = Path("runs/eval-judge"),
+    fit_calibration: Annotated[Optional[Path], typer.Option(help="Fit a calibration of the judge's labels to the human choices and write it here (JSON, or YAML for .yaml), for cai label --calibration.")] = None,
+    calibration_method: Annotated[Literal["temperature", "platt"], typer.Option(
+        help="temperature: p' = sigmoid(logit(p)/T); platt: sigmoid(a·logit(p)+b), b also corrects position bias.")] = "temperature",
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds for the calibration's held-out ECE.")] = 5,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
 ):
-    """Run the judge on human-labelled pairs and print accuracy, position bias and calibration."""
+    """Run the judge on human-labelled pairs and print accuracy (with its interval and kappa),
+    position and length bias, calibration, each principle's accuracy and the cost, as JSON."""
     loaded = load_constitution(constitution)
     judge_engine.model = judge_engine.model or DEFAULT_MODEL
     config = label_config(judge_engine.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed)
@@ -89,8 +94,11 @@ def eval_judge(
     run_dir = RunDir(out_dir)
     with run_dir.locked():  # the summary too: the whole job holds the folder
         report = run_stage(run_dir, stage, executor, chunk_size, force)
-        summary = jobs.eval_judge_summary(run_dir, report, config)
+        fitted = jobs.eval_judge_calibration(report, config, calibration_method, folds, fit_calibration) if fit_calibration else None
+        summary = jobs.eval_judge_summary(run_dir, report, config, fitted)
     print(json.dumps(summary, indent=2))
+    if fit_calibration:
+        err.print(f"calibration ({calibration_method}): {fit_calibration}")
     err.print(f"per-pair results: {report.output}")
 
 

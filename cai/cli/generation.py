@@ -152,6 +152,7 @@ def label(
     seed: Seed = 0,
     drop_flags: DropFlags = DROP_FLAGS,
     keep_flagged: KeepFlagged = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="A calibration of the judge (cai eval judge --fit-calibration) applied to its labels; the raw ones are kept as p_chosen_raw, margin_raw.")] = None,
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
     force: Force = False,
     max_error_rate: MaxErrorRate = MAX_ERROR_RATE,
@@ -164,6 +165,12 @@ def label(
     loaded = load_constitution(constitution)
     judge, style = from_first_row(run_dir.require("samples.jsonl", "cai sample"), SampleRecord, judge_engine, style)
     config = label_config(judge.model, style, principles_per_pair, cot, no_swap, cot_min, cot_max, seed, drop_flags, keep_flagged)
+    if calibration is not None:
+        from cai.metrics.calibration import load_calibration
+
+        config.calibration, config.calibration_sha256, fitted = load_calibration(calibration)
+        if fitted.get("judge_model") not in (None, judge.model):
+            err.print(f"[yellow]note: {calibration} was fitted for the judge {fitted['judge_model']}, not {judge.model}[/yellow]")
     stage = jobs.label_stage(run_dir, loaded, config, judge)
     summarize([run_stage(run_dir, stage, executor, chunk_size, force)], max_error_rate)
 

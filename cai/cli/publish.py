@@ -28,7 +28,9 @@ def publish(
 ):
     """Write a Hugging Face dataset folder from a run: one Parquet configuration per kind of data,
     a dataset card from the manifest, the constitution and the pipeline file; --push-to-hub uploads it."""
-    from cai.publish import publish as write  # datasets and huggingface_hub load for this command only
+    from cai.publish import (
+        publish as write,  # datasets and huggingface_hub load for this command only
+    )
 
     result = write(run, out_dir, include, exclude, license, constitution or [], pipeline, push_to_hub, private, title, force)
     for name, splits in result.written.items():

@@ -121,6 +121,7 @@ def train_ppo(
     set_: Sets = None,
     rule_model: Annotated[Optional[str], typer.Option(help="A rule model (cai train rules) added to the reward; rloo and grpo only.")] = None,
     rule_weight: Annotated[float, typer.Option(min=0.0, help="β in R = R_pref + β·R_rules.")] = 1.0,
+    rule_weights: Annotated[Optional[Path], typer.Option(help="The rules' weights fitted to people (cai fit rules): R_rules is then their weighted sum of the rule model's log-odds.")] = None,
 ):
     """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO, optionally plus rule models)."""
     from cai.train.rl import train_rl
@@ -129,7 +130,7 @@ def train_ppo(
     if algo == "ppo" and overrides.pop("max_steps", None) is not None:
         raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
     _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
-                      rule_model, rule_weight), out_dir)
+                      rule_model, rule_weight, rule_weights), out_dir)
 
 
 @train_app.command("rules")

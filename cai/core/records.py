@@ -30,6 +30,7 @@ class Provenance(BaseModel):
     style: str
     constitution_sha256: str | None = None
     seed: int | None = None
+    calibration_sha256: str | None = Field(None, description="the judge's calibration file (cai label --calibration)")
 
 
 class ResponseRecord(BaseModel):
@@ -124,6 +125,8 @@ class PreferenceRecord(BaseModel):
     rejected: list[Message]
     p_chosen: float = Field(description="debiased probability that `chosen` is better (>= 0.5)")
     margin: float = Field(description="logit(p_chosen), for TRL RewardTrainer's margin")
+    p_chosen_raw: float | None = Field(None, description="with a calibration: the judge's own p for `chosen`, before it")
+    margin_raw: float | None = Field(None, description="with a calibration: logit(p_chosen_raw)")
     judgements: list[Judgement]
     pair: tuple[int, int] = Field(description="indices of chosen and rejected in the sample's responses")
     provenance: Provenance

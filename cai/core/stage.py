@@ -68,11 +68,12 @@ class JobReport:
 
 
 def config_settings(config, model_key: str = "model") -> dict:
-    """A stage's config as its settings: every field (nested configs too), never a hand-picked
-    list that could leave one out; enums by their value, as the manifest stores them. A judge's
-    stage names its model `judge_model`."""
+    """A stage's config as its settings: every field that is set (nested configs too), never a
+    hand-picked list that could leave one out; enums by their value, as the manifest stores them.
+    An optional setting left unset is not recorded, so that adding one to a config keeps earlier
+    stages' fingerprints. A judge's stage names its model `judge_model`."""
     fields = json.loads(json.dumps(asdict(config), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
-    return {model_key if k == "model" else k: v for k, v in fields.items()}
+    return {model_key if k == "model" else k: v for k, v in fields.items() if v is not None}
 
 
 def fingerprint(settings: dict) -> str:

@@ -22,8 +22,15 @@ from typing import Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from cai.core.records import (ComparisonRecord, PreferenceRecord, RedTeamPrompt, RevisionRecord, RuleRow, RuleScoreRecord,
-                         SftRow)
+from cai.core.records import (
+    ComparisonRecord,
+    PreferenceRecord,
+    RedTeamPrompt,
+    RevisionRecord,
+    RuleRow,
+    RuleScoreRecord,
+    SftRow,
+)
 from cai.core.run import read_jsonl
 from cai.publish.clean import public_name
 

@@ -204,8 +204,11 @@ def rl_section(sources: Sources) -> dict | None:
     }
 
 
-JUDGE_METRICS = ("n", "accuracy", "position_consistency", "first_position_rate", "mean_confidence", "ece",
-                 "judge_model", "principles_per_pair", "swap", "cot", "identical_pairs_dropped", "errors")
+JUDGE_METRICS = ("n", "accuracy", "accuracy_ci95", "kappa", "position_consistency", "first_position_rate",
+                 "mean_confidence", "ece", "judge_model", "principles_per_pair", "swap", "cot",
+                 "identical_pairs_dropped", "errors")
+LENGTH_BIAS = ("judge_prefers_longer", "humans_prefer_longer", "slope", "n")
+CALIBRATION = ("method", "parameters", "folds", "ece_before", "ece_after", "log_loss_before", "log_loss_after", "file")
 
 
 def judge_eval_section(folder: Path, run: Path) -> dict:
@@ -213,11 +216,18 @@ def judge_eval_section(folder: Path, run: Path) -> dict:
     p_human = [r["p_human_choice"] for r in read_dicts(folder / "judgements.jsonl")
                if isinstance(r.get("p_human_choice"), (int, float)) and 0 <= r["p_human_choice"] <= 1]
     bins, ece = calibration(p_human)
+    principles = [(str(p), _dict(row).get("accuracy"), _dict(row).get("ci95"), _dict(row).get("n"))
+                  for p, row in _dict(summary.get("per_principle")).items()]
+    length, cost, fitted = (_dict(summary.get(k)) for k in ("length_bias", "cost", "calibration"))
     return {
         "name": _label(folder, run),
         "metrics": [(k, summary.get(k)) for k in JUDGE_METRICS],
         "plot": plots.reliability(bins, ece) if p_human else None,
         "bins": bins,
+        "principles": sorted(principles, key=lambda row: row[1] if _number(row[1]) else -1),
+        "length_bias": [(k, length.get(k)) for k in LENGTH_BIAS] if length else [],
+        "cost": [(k, v) for k, v in _dict(cost.get("per_1000_pairs")).items()],
+        "calibration": [(k, fitted.get(k)) for k in CALIBRATION] if fitted else [],
     }
 
 

@@ -102,7 +102,8 @@ def critique_batch(
                     principle_id=p.id, critique=c.text, revision=r.text,
                     critique_finish_reason=c.finish_reason, revision_finish_reason=r.finish_reason,
                     critique_flags=text_flags(c.text, c.finish_reason, config.quality, "critique"),
-                    revision_flags=text_flags(r.text, r.finish_reason, config.quality, "revision"),
+                    revision_flags=text_flags(r.text, r.finish_reason, config.quality, "revision", critique=c.text,
+                                              revised=e.steps[-1].revision if e.steps else e.record.response),
                 ))
 
     provenance = Provenance(

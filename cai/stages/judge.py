@@ -12,6 +12,7 @@ as the options, Yes shown as (A) in order AB and as (B) in order BA.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from cai.constitution.schema import PreferenceExample
 from cai.core.records import Judgement, Message, Provenance, RuleJudgement
@@ -106,13 +107,16 @@ def clamp(p: float, bounds: tuple[float, float] | None) -> float:
     return p if bounds is None else min(max(p, bounds[0]), bounds[1])
 
 
-def p_x_better(judgements: list[Judgement] | list[RuleJudgement], bounds: tuple[float, float] | None = None) -> float:
+def p_x_better(judgements: list[Judgement] | list[RuleJudgement], bounds: tuple[float, float] | None = None,
+               calibrate: Callable[[float], float] | None = None) -> float:
     """Debiased probability that x (shown as A in order AB, as B in BA) is the better answer:
-    the mean of p_first(AB) and 1 - p_first(BA) over every judgement, each clamped to `bounds`.
+    the mean of p_first(AB) and 1 - p_first(BA) over every judgement, each clamped to `bounds`
+    (and then mapped by `calibrate`, a fitted `cai.metrics.calibration.Calibration`, if given).
     For a rule's judgements, x is Yes: this is p_follows."""
-    values = [
-        clamp(j.p_first, bounds) if j.order == "AB" else 1.0 - clamp(j.p_first, bounds) for j in judgements
-    ]
+    def first(p: float) -> float:
+        return calibrate(clamp(p, bounds)) if calibrate else clamp(p, bounds)
+
+    values = [first(j.p_first) if j.order == "AB" else 1.0 - first(j.p_first) for j in judgements]
     return sum(values) / len(values)
 
 
@@ -122,7 +126,9 @@ def margin(p_chosen: float) -> float:
     return math.log(p / (1 - p))
 
 
-def judge_provenance(config, constitution) -> Provenance:
-    """What made a judge's rows: the judge, its settings and style, the constitution, the seed."""
+def judge_provenance(config, constitution, calibration_sha256: str | None = None) -> Provenance:
+    """What made a judge's rows: the judge, its settings and style, the constitution, the seed, and
+    the calibration file applied to its labels, if any."""
     return Provenance(model=config.model, sampling=config.settings(), style=config.style.value,
-                      constitution_sha256=constitution.sha256, seed=config.seed)
+                      constitution_sha256=constitution.sha256, seed=config.seed,
+                      calibration_sha256=calibration_sha256)

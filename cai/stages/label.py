@@ -23,6 +23,7 @@ from cai.core.records import (
     Skipped,
 )
 from cai.engine.engine import Engine, Failed, Request, SamplingConfig
+from cai.metrics.calibration import Calibration
 from cai.stages.dialogue import Style
 from cai.stages.generate import stop_strings
 from cai.stages.judge import (
@@ -51,11 +52,14 @@ class LabelConfig:
     seed: int = 0
     drop_flags: tuple[str, ...] = DEFAULT_DROP  # pairs with an answer flagged so are skipped...
     keep_flagged: bool = False  # ...unless this is set
+    calibration: Calibration | None = None  # applied to every judgement (cai label --calibration)...
+    calibration_sha256: str | None = None  # ...whose file this is
 
     def settings(self) -> dict:
         """What each row's provenance records of the judge's settings (its stage fingerprint holds every field)."""
         keys = ("principles_per_pair", "swap", "cot", "cot_bounds", "cot_max_tokens", "drop_flags", "keep_flagged")
-        return {k: getattr(self, k) for k in keys}
+        calibrated = {"calibration_sha256": self.calibration_sha256} if self.calibration else {}
+        return {**{k: getattr(self, k) for k in keys}, **calibrated}
 
 
 @dataclass
@@ -146,13 +150,19 @@ def _judgements(asks: list[_Ask], reasoning: list, engine: Engine, config: Label
 
 
 def _preference(pair: _Pair, judgements: list[Judgement], config: LabelConfig, provenance: Provenance) -> PreferenceRecord:
-    """The pair as chosen/rejected by the debiased, ensembled probability."""
-    p_x = p_x_better(judgements, config.cot_bounds if config.cot else None)
+    """The pair as chosen/rejected by the debiased, ensembled probability. With a calibration, that
+    is the calibrated one, and the judge's own stays beside it (for the same `chosen`)."""
+    bounds = config.cot_bounds if config.cot else None
+    p_x = p_x_better(judgements, bounds, config.calibration)
     x, y = pair.sample.responses[pair.i], pair.sample.responses[pair.j]
     if p_x >= 0.5:
         chosen, rejected, p, indices = x, y, p_x, (pair.i, pair.j)
     else:
         chosen, rejected, p, indices = y, x, 1 - p_x, (pair.j, pair.i)
+    raw = {}
+    if config.calibration:
+        p_raw = p_x_better(judgements, bounds) if p_x >= 0.5 else 1 - p_x_better(judgements, bounds)
+        raw = {"p_chosen_raw": p_raw, "margin_raw": margin(p_raw)}
     return PreferenceRecord(
         id=pair.id,
         prompt=pair.sample.prompt,
@@ -164,6 +174,7 @@ def _preference(pair: _Pair, judgements: list[Judgement], config: LabelConfig, p
         pair=indices,
         flags=pair_flags(pair.sample, pair.i, pair.j),
         provenance=provenance,
+        **raw,
     )
 
 
@@ -179,7 +190,7 @@ def label_batch(
     for a, judgement in zip(asks, _judgements(asks, reasoning, engine, config)):
         by_pair[a.pair].append(judgement)
 
-    provenance = judge_provenance(config, constitution)
+    provenance = judge_provenance(config, constitution, config.calibration_sha256)
     result = BatchResult(counters=dropped)
     result.counters["pairs"] += len(pairs) + sum(v for k, v in dropped.items() if ":" not in k)
     for n, pair in enumerate(pairs):

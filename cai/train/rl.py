@@ -3,8 +3,9 @@
 `ppo` is TRL's PPOTrainer (from trl.experimental.ppo, TRL 1.12) with a value model started from the
 preference model; `rloo` and `grpo` are TRL's trainers of those names with the preference model as
 the reward function. With a rule model (`cai train rules`), RLOO and GRPO get a second reward
-function, the rule model's weighted log-odds, weighted by β: R = R_pref + β·R_rules, each part
-logged by TRL on its own (`rewards/<PM folder>/*`, `rewards/rules/*`).
+function, the rule model's weighted log-odds (the constitution's weights, or with `--rule-weights` those
+fitted to people by `cai fit rules`), weighted by β: R = R_pref + β·R_rules, each part logged by TRL
+on its own (`rewards/<PM folder>/*`, `rewards/rules/*`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _prompts(prompts: Path, limit: int | None) -> list[list[dict]]:
 def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str = "ppo",
              kl_coef: float | None = None, limit: int | None = None, config_file: Path | None = None,
              overrides: dict | None = None, lora: bool = False, rule_model: str | None = None,
-             rule_weight: float = 1.0) -> dict:
+             rule_weight: float = 1.0, rule_weights: Path | None = None) -> dict:
     import torch
     from datasets import Dataset
     from transformers import (
@@ -77,6 +78,8 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
     if rule_model is not None and algo == "ppo":
         raise CaiError("PPO takes one reward model, so --rule-model cannot be combined with it: "
                        "use --algo rloo or --algo grpo")
+    if rule_weights is not None and rule_model is None:
+        raise CaiError("--rule-weights weighs a rule model's scores: give --rule-model too")
     policy_path, reward_path = model_path(policy), model_path(reward_model)
     tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
     reward_tokenizer = AutoTokenizer.from_pretrained(reward_path)
@@ -117,13 +120,15 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
         Config, Trainer = _online_trainer(algo)
         reward_funcs, processing = [reward_net()], [reward_tokenizer]
         if rule_model is not None:
+            from cai.metrics.rule_weights import load_weights
             from cai.train.rules import RuleReward
 
-            rules = RuleReward(rule_model)
+            rules = RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None)
             reward_funcs.append(rules)
             processing.append(None)
             overrides["reward_weights"] = [1.0, rule_weight]
-            extra.update(rule_model=rule_model, rule_weight=rule_weight, rules=rules.rules)
+            extra.update(rule_model=rule_model, rule_weight=rule_weight, rules=rules.rules,
+                         rule_weights=str(rule_weights) if rule_weights else None)
         config = build_config(Config, out, config_file, {"beta": kl_coef, **overrides})
         trainer = Trainer(
             model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),

@@ -149,17 +149,26 @@ def trained_rules(path: str) -> list[dict]:
 
 
 class RuleReward:
-    """A TRL reward function (RLOO, GRPO): per completion, the mean over the rules, weighted, of the
-    rule model's log-odds that it follows each rule. TRL logs it as `rewards/rules/*`, beside the
-    preference model's; each rule's mean is logged as `rules/<id>`."""
+    """A TRL reward function (RLOO, GRPO): per completion, the mean over the rules, weighted by the
+    constitution's weights, of the rule model's log-odds that it follows each rule; or, with weights
+    fitted to people (`cai fit rules`), their weighted sum, on the scale of the human preference's
+    logit. TRL logs it as `rewards/rules/*`, beside the preference model's; each rule's mean is
+    logged as `rules/<id>`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, weights: dict[str, float] | None = None):
         self.__name__ = "rules"  # the name TRL logs this reward under
         self.rules = trained_rules(path)
+        self.total = sum(r["weight"] for r in self.rules)
+        if weights is not None:
+            ids = {r["id"] for r in self.rules}
+            if set(weights) != ids:
+                raise CaiError(f"the rule weights are for rules {', '.join(sorted(weights))} and {path} scores "
+                               f"{', '.join(sorted(ids))}: fit them with the constitution the rule model learned")
+            self.rules, self.total = [{**r, "weight": weights[r["id"]]} for r in self.rules], 1.0
         self.model = RuleModel(path)
 
     def __call__(self, prompts, completions, log_metric=None, **kwargs) -> list[float]:
-        k, total = len(self.rules), sum(r["weight"] for r in self.rules)
+        k, total = len(self.rules), self.total
         logits = self.model.log_odds([p for p in prompts for _ in self.rules],
                                      [c for c in completions for _ in self.rules],
                                      [r["rule"] for _ in prompts for r in self.rules])

@@ -32,11 +32,12 @@ from cai.engine.engine import Engine
 from cai.exports.filters import filter_prefs, mix_in, mix_prefs, sft_rows
 from cai.io.inputs import NO_CHOICE_REASON, load_conversations, load_pairs, sha256_of
 from cai.metrics.judge import summarize
+from cai.metrics.judge_stats import analyse, cost
 from cai.stages.critique import CritiqueConfig, critique_batch
 from cai.stages.generate import GenerateConfig, generate_batch, sample_batch
 from cai.stages.judge import p_x_better
 from cai.stages.label import LabelConfig, label_batch
-from cai.stages.quality import DEFAULT_DROP
+from cai.stages.quality import DEFAULT_DROP, FLAGS
 
 log = logging.getLogger("cai")
 
@@ -50,7 +51,7 @@ def constitution_settings(constitution: LoadedConstitution) -> dict:
 
 
 def _flag_notes(counters: Counter) -> list[str]:
-    flags = {k: v for k, v in counters.items() if k in ("truncated", "repetition", "meta", "empty")}
+    flags = {k: v for k, v in counters.items() if k in FLAGS}
     return [f"flagged texts: {', '.join(f'{k} {v}' for k, v in sorted(flags.items()))}"] if flags else []
 
 
@@ -111,7 +112,9 @@ def judge_eval_batch(samples: list[SampleRecord], engine: Engine, constitution: 
     """Label human-judged pairs; x, the first answer of each pair, is the human's choice."""
     result = label_batch(samples, engine, constitution, config)
     bounds = config.cot_bounds if config.cot else None
+    answers = {s.id: s.responses for s in samples}
     result.records = [{"id": r.id, "p_human_choice": p_x_better(r.judgements, bounds),
+                       "chars": [len(a) for a in answers[r.id.rsplit(":", 1)[0]]],  # chosen, rejected
                        "judgements": [j.model_dump() for j in r.judgements]} for r in result.records]
     return result
 
@@ -126,14 +129,36 @@ def eval_judge_stage(pairs: Path, constitution: LoadedConstitution, config: Labe
                  partial(judge_eval_batch, constitution=constitution, config=config), settings, engine, _dropped_notes)
 
 
-def eval_judge_summary(run: RunDir, report: JobReport, config: LabelConfig) -> dict:
-    """Accuracy, position bias and calibration of the judge, from the per-pair results."""
-    bounds = config.cot_bounds if config.cot else None
+def _judged(report: JobReport) -> tuple[list[dict], list[list[Judgement]]]:
+    """eval judge's per-pair rows, and each one's judgements."""
     with report.output.open(encoding="utf-8") as f:
-        judged = [[Judgement(**j) for j in json.loads(line)["judgements"]] for line in f]
+        rows = [json.loads(line) for line in f]
+    return rows, [[Judgement(**j) for j in r["judgements"]] for r in rows]
+
+
+def eval_judge_calibration(report: JobReport, config: LabelConfig, method: str, folds: int, path: Path) -> dict:
+    """Fit a calibration of the judge to the human choices (`cai.metrics.calibration`), write it to `path`."""
+    from cai.metrics.calibration import fit_calibration, write_calibration
+
+    _, judged = _judged(report)
+    fitted = {**fit_calibration(judged, method, folds, config.seed, config.cot_bounds if config.cot else None),
+              "judge_model": config.model, "swap": config.swap, "cot": config.cot}
+    write_calibration(path, fitted)
+    return {**fitted, "file": str(path)}
+
+
+def eval_judge_summary(run: RunDir, report: JobReport, config: LabelConfig, calibration: dict | None = None) -> dict:
+    """Accuracy (with its interval and kappa), position and length bias, calibration, each principle
+    and the cost of the judge, from the per-pair results; with `calibration` (what
+    `cai.metrics.calibration.fit_calibration` wrote), that too."""
+    bounds = config.cot_bounds if config.cot else None
+    rows, judged = _judged(report)
     no_choice = sum(s.reason.startswith(NO_CHOICE_REASON) for s in report.skipped)
     summary = {
         **summarize(judged, bounds),
+        **analyse(rows, judged, config.seed, bounds),
+        "cost": cost(len(rows), sum(map(len, judged)), report.stats, report.counters["chunk_seconds"]),
+        **({"calibration": calibration} if calibration else {}),
         "identical_pairs_dropped": report.counters["identical_pairs_dropped"],
         "no_human_choice": no_choice,  # a gold set's ties and skipped pairs (cai review pull), left out
         "errors": len(report.skipped) - no_choice,
