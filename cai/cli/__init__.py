@@ -3,7 +3,7 @@
 constitution (check, import) · generation (generate, critique, sample, label, rules, redteam
 expand) · exports (export sft|prefs|rules) · training (train sft|dpo|pm|ppo|rules) · evaluate
 (eval judge|pm|rules|policies) · bench · project (init, run, demo, report, model prepare) · review
-(export, push, pull: human gold sets through Label Studio).
+(export, push, pull: human gold sets through Label Studio) · serve (serve reward).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cai.cli import (  # noqa: F401 - they register their commands
     generation,
     project,
     review,
+    serve,
     training,
 )
 from cai.cli.common import app, err, flags, global_flags_first
