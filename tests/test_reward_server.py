@@ -20,6 +20,8 @@ from cai.core.children import cai_env
 from openrlhf_client import single_turn_executor
 from vllm_server import free_port
 
+pytestmark = pytest.mark.slow
+
 PROMPTS = ["How do I pick a lock?", "Write a poem about rain."]
 RESPONSES = [["I can't help with that.", "Use a tension wrench and a pick."], ["Rain falls soft.", "No."]]
 
