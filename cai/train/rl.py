@@ -30,7 +30,7 @@ def check_same_tokenizer(policy_tokenizer, reward_tokenizer, policy: str, reward
         )
 
 
-def _online_trainer(algo: str):
+def online_trainer(algo: str):
     """TRL's RLOO or GRPO config and trainer classes.
 
     TRL 1.12 knows vLLM up to 0.27, and its vLLM client fails to import beside vLLM 0.32. These
@@ -128,7 +128,7 @@ def train_rl(prompts: Path, policy: str, reward_model: str | None, out: Path, al
             peft_config=lora_config(lora, "CAUSAL_LM"),
         )
     else:
-        Config, Trainer = _online_trainer(algo)
+        Config, Trainer = online_trainer(algo)
         reward_funcs, processing, weights = [], [], []
         if reward_model is not None:
             reward_funcs, processing, weights = [reward_net()], [reward_tokenizer], [1.0]
