@@ -36,7 +36,7 @@ def _reward_parts(judge_engine: EngineConfig, reward_model, rule_model, rules_ju
         parts.append((RuleReward(rule_model), rule_weight))
     if judge is not None:
         parts += judge.rewards(cache, rule_weight)
-        judge.judge.engine  # opened now: a model that cannot load stops the server before it serves
+        judge.judge.open()  # now: a model that cannot load stops the server before it serves
     if not parts:
         raise CaiError("no reward: give --reward-model, --rule-model, --rules-judge or --judge-reward score|pairwise")
     return parts, judge

@@ -85,8 +85,8 @@ class Judge:
     def name(self) -> str:
         return self.config.model if self.config else self._engine.identity
 
-    @property
-    def engine(self) -> Engine:
+    def open(self) -> Engine:
+        """The engine, opened on the first call."""
         if self._engine is None:
             from accelerate import PartialState
 
@@ -132,7 +132,7 @@ class _JudgedReward:
 
     def judged(self, items: list[tuple[list[dict], str]]) -> list[dict | None]:
         """For each (conversation, reply): its reward and parts, or None; then the cache is written."""
-        engine = self.judge.engine
+        engine = self.judge.open()
         conversations = [[Message(**m) for m in conversation] for conversation, _ in items]
         judged = self.judge_batch(engine, conversations, [reply for _, reply in items])
         engine.commit()
