@@ -19,7 +19,8 @@ HH = ROOT / "tests" / "data" / "hh-rlhf-harmless-test-first300.jsonl.gz"
 # Commands that are tools around the jobs, not jobs that write into a run folder.
 TOOLS = {("constitution", "check"), ("constitution", "import"), ("model", "prepare"), ("init",), ("run",), ("demo",),
          ("report",), ("review", "export"), ("review", "push"), ("review", "pull"),  # review: people label, between
-         ("fit", "rules")}  # fitted to a gold set people made
+         ("fit", "rules"),  # fitted to a gold set people made
+         ("serve", "reward")}  # a server, not a job
 
 
 def _commands(group, prefix=()):

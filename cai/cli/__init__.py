@@ -4,7 +4,7 @@ constitution (check, import) · generation (generate, critique, sample, label, r
 expand) · exports (export sft|prefs|rules) · training (train sft|dpo|pm|ppo|rules) · evaluate
 (eval judge|pm|rules|policies) · bench · project (init, run, demo, report, model prepare) · review
 (export, push, pull: human gold sets through Label Studio) · publish · fit (rules: weights fitted
-to people).
+to people) · serve (serve reward: OpenRLHF's remote reward API).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from cai.cli import (  # noqa: F401 - they register their commands
     project,
     publish,
     review,
+    serve,
     training,
 )
 from cai.cli.common import app, err, flags, global_flags_first

@@ -11,6 +11,7 @@ import typer
 from cai.cli.common import (
     BatchSize,
     ConfigFile,
+    ConstitutionOpt,
     Epochs,
     LearningRate,
     Limit,
@@ -18,12 +19,16 @@ from cai.cli.common import (
     MaxSteps,
     Model,
     Out,
+    Seed,
     Sets,
     TrainData,
     app,
     out,
 )
 from cai.core.errors import CaiError
+from cai.core.options import JUDGE_ENGINE, with_options
+from cai.data import DEFAULT_CONSTITUTION
+from cai.engine.config import EngineConfig
 
 train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
 
@@ -39,6 +44,10 @@ def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
 
 
 def _trained(info: dict, out_dir: Path) -> None:
+    from cai.train.common import distributed
+
+    if not distributed().is_main_process:  # under `accelerate launch`, the main process reports
+        return
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in info["metrics"].items()}
     out.print(f"{info['job']}: trained in {info['seconds']} s; model saved to {out_dir}")
     out.print(json.dumps(metrics))
@@ -103,12 +112,21 @@ def train_pm(
     _trained(run(data, model, out_dir, loss, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
 
 
+JudgeReward = Annotated[Optional[Literal["score", "pairwise"]], typer.Option(
+    help="The judge's own reward: score (d-RLAIF: its 1-10 rating, scaled to [-1, 1]) or pairwise (mean win "
+         "probability in the prompt's group, both orders).")]
+JudgeWeight = Annotated[float, typer.Option(min=0.0, help="The judge reward's weight in the sum.")]
+RulesJudge = Annotated[bool, typer.Option("--rules-judge", help="The judge asks each of the constitution's rules live, in place of a rule model.")]
+
+
 @train_app.command("ppo")
+@with_options(JUDGE_ENGINE)
 def train_ppo(
     prompts: Annotated[Path, typer.Option(help="Red-team prompts, in any format cai generate reads.")],
     policy: Annotated[str, typer.Option(help="The policy to train (e.g. the SL-CAI model).")],
-    reward_model: Annotated[str, typer.Option(help="The preference model (cai train pm).")],
     out_dir: Out,
+    judge_engine: EngineConfig,
+    reward_model: Annotated[Optional[str], typer.Option(help="The preference model (cai train pm); optional with a judge's reward.")] = None,
     kl_coef: Annotated[Optional[float], typer.Option(min=0.0, help="KL penalty towards the starting policy.")] = None,
     algo: Annotated[Literal["ppo", "rloo", "grpo"], typer.Option(help="The RL algorithm (TRL's trainer).")] = "ppo",
     limit: Limit = None,
@@ -122,15 +140,28 @@ def train_ppo(
     rule_model: Annotated[Optional[str], typer.Option(help="A rule model (cai train rules) added to the reward; rloo and grpo only.")] = None,
     rule_weight: Annotated[float, typer.Option(min=0.0, help="β in R = R_pref + β·R_rules.")] = 1.0,
     rule_weights: Annotated[Optional[Path], typer.Option(help="The rules' weights fitted to people (cai fit rules): R_rules is then their weighted sum of the rule model's log-odds.")] = None,
+    judge_reward: JudgeReward = None,
+    judge_weight: JudgeWeight = 1.0,
+    rules_judge: RulesJudge = False,
+    constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
+    seed: Seed = 0,
 ):
-    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO, optionally plus rule models)."""
+    """RLAIF: train the policy against the preference model (PPO, or RLOO / GRPO, optionally plus rule
+    models, the rules judged live and the judge's own reward; a judge alone is a complete reward)."""
+    from cai.rewards.combine import judge_settings
     from cai.train.rl import train_rl
 
     overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
     if algo == "ppo" and overrides.pop("max_steps", None) is not None:
         raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
-    _trained(train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
-                      rule_model, rule_weight, rule_weights), out_dir)
+    judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, seed=seed)
+    info = train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
+                    rule_model, rule_weight, rule_weights, judge)
+    _trained(info, out_dir)
+    if info.get("judge") and info["judge"]["requests"]:  # counted where the judge ran: the main process
+        requests = info["judge"]["requests"]
+        out.print(f"judge: {requests.get('requests', 0)} requests, {requests.get('cached', 0)} from the cache, "
+                  f"{requests.get('failed', 0)} failed")
 
 
 @train_app.command("rules")

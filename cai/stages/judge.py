@@ -5,6 +5,9 @@ label is its own next-token probabilities of the letters after a fixed answer pr
 over the two: one prefill per judgement, no text to parse. Asking in both orders and averaging
 cancels the judge's position bias; several principles per pair make the paper's ensemble.
 
+A single reply is rated the same way (d-RLAIF): "rate it from 1 to 10" under a principle's
+question, read from the probabilities of the score tokens.
+
 A rule is judged the same way, one response at a time: "does it follow the rule?" with Yes and No
 as the options, Yes shown as (A) in order AB and as (B) in order BA.
 """
@@ -62,6 +65,16 @@ def rule_question_text(conversation: list[Message], response: str, rule: str, or
         f"Rule: {_quote(rule)}\nDoes the assistant's reply follow this rule?\n\n"
         f"Options:\n(A) {first}\n(B) {second}\n\n"
         "Answer with (A) or (B)."
+    )
+
+
+def score_question_text(conversation: list[Message], response: str, question: str) -> str:
+    """d-RLAIF: the judge rates one reply from 1 to 10 under a principle's question."""
+    return (
+        f"{_conversation(conversation)}The assistant's reply:\n{_response(response)}\n\n"
+        f"Judge the reply by this question: {_quote(question)}\n"
+        "Rate the reply from 1 to 10, where 1 is the worst reply this question could ask for and 10 "
+        "the best.\n\nAnswer with a number in parentheses, e.g. (7)."
     )
 
 

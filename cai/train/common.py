@@ -97,8 +97,20 @@ def lora_config(enabled: bool, task_type: str):
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type=task_type)
 
 
+def distributed():
+    """accelerate's view of the processes of this job: one, or those `accelerate launch` started."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
 def save(model, tokenizer, out: Path) -> None:
-    """Save a plain model (LoRA adapters merged) that vLLM and transformers load as it is."""
+    """Save a plain model (LoRA adapters merged) that vLLM and transformers load as it is; under
+    several processes (each holds the same model), the main one saves it once the others are done."""
+    state = distributed()
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.save_pretrained(out)
@@ -106,8 +118,9 @@ def save(model, tokenizer, out: Path) -> None:
 
 
 class Record:
-    """`OUT/cai_train.json`: what ran (data hash, config, versions) and what came of it: the final
-    metrics and the trainer's log, one entry per logging step (`cai report` draws its curves)."""
+    """`OUT/cai_train.json`: what ran (data hash, config, versions, how many processes) and what came
+    of it: the final metrics and the trainer's log, one entry per logging step (`cai report` draws
+    its curves)."""
 
     def __init__(self, out: Path, job: str, data: Path | None, model: str, config, extra: dict | None = None):
         self.out, self.clock = Path(out), time.perf_counter()
@@ -123,8 +136,11 @@ class Record:
         }
 
     def done(self, metrics: dict, log_history: list[dict]) -> dict:
+        """Write the record, from the main process only when `accelerate launch` started several."""
+        state = distributed()
         self.info.update(finished=now(), seconds=round(time.perf_counter() - self.clock, 1), metrics=metrics,
-                         log_history=log_history)
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.out / "cai_train.json", lambda f: json.dump(self.info, f, indent=2, default=str))
+                         log_history=log_history, processes=state.num_processes)
+        if state.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.out / "cai_train.json", lambda f: json.dump(self.info, f, indent=2, default=str))
         return self.info

@@ -5,7 +5,9 @@ preference model; `rloo` and `grpo` are TRL's trainers of those names with the p
 the reward function. With a rule model (`cai train rules`), RLOO and GRPO get a second reward
 function, the rule model's weighted log-odds (the constitution's weights, or with `--rule-weights` those
 fitted to people by `cai fit rules`), weighted by β: R = R_pref + β·R_rules, each part logged by TRL
-on its own (`rewards/<PM folder>/*`, `rewards/rules/*`).
+on its own (`rewards/<PM folder>/*`, `rewards/rules/*`). The AI judge may add its own reward
+(`cai.rewards`: d-RLAIF scores or pairwise wins in the group, `rewards/judge/*`) and may judge the
+rules live in place of a rule model; a judge alone is a complete reward.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def check_same_tokenizer(policy_tokenizer, reward_tokenizer, policy: str, reward
         )
 
 
-def _online_trainer(algo: str):
+def online_trainer(algo: str):
     """TRL's RLOO or GRPO config and trainer classes.
 
     TRL 1.12 knows vLLM up to 0.27, and its vLLM client fails to import beside vLLM 0.32. These
@@ -61,10 +63,25 @@ def _prompts(prompts: Path, limit: int | None) -> list[list[dict]]:
     return [[m.model_dump() for m in row.prompt] for row in rows]
 
 
-def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str = "ppo",
+def _check_rewards(algo: str, reward_model: str | None, rule_model: str | None, judge) -> None:
+    if algo not in ALGOS:
+        raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")
+    if algo == "ppo" and (rule_model is not None or judge is not None):
+        raise CaiError("PPO takes one reward model, so --rule-model, --rules-judge and --judge-reward cannot be "
+                       "combined with it: use --algo rloo or --algo grpo")
+    if algo == "ppo" and reward_model is None:
+        raise CaiError("PPO needs --reward-model")
+    if judge is not None and judge.rules and rule_model is not None:
+        raise CaiError("give one of --rule-model (a trained rule model) and --rules-judge (the judge asks each rule)")
+    if reward_model is None and rule_model is None and (judge is None or not (judge.reward or judge.rules)):
+        raise CaiError("no reward: give --reward-model, --judge-reward score|pairwise, a rule model or --rules-judge")
+
+
+def train_rl(prompts: Path, policy: str, reward_model: str | None, out: Path, algo: str = "ppo",
              kl_coef: float | None = None, limit: int | None = None, config_file: Path | None = None,
              overrides: dict | None = None, lora: bool = False, rule_model: str | None = None,
-             rule_weight: float = 1.0, rule_weights: Path | None = None) -> dict:
+             rule_weight: float = 1.0, rule_weights: Path | None = None, judge=None) -> dict:
+    """`judge`: a cai.rewards.combine.JudgeSettings, the judge's parts of the reward (rloo, grpo)."""
     import torch
     from datasets import Dataset
     from transformers import (
@@ -73,18 +90,15 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
         AutoTokenizer,
     )
 
-    if algo not in ALGOS:
-        raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")
-    if rule_model is not None and algo == "ppo":
-        raise CaiError("PPO takes one reward model, so --rule-model cannot be combined with it: "
-                       "use --algo rloo or --algo grpo")
+    _check_rewards(algo, reward_model, rule_model, judge)
     if rule_weights is not None and rule_model is None:
         raise CaiError("--rule-weights weighs a rule model's scores: give --rule-model too")
-    policy_path, reward_path = model_path(policy), model_path(reward_model)
+    policy_path = model_path(policy)
+    reward_path = model_path(reward_model) if reward_model is not None else None
     tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
-    reward_tokenizer = AutoTokenizer.from_pretrained(reward_path)
+    reward_tokenizer = AutoTokenizer.from_pretrained(reward_path) if reward_path else None
     for t in (tokenizer, reward_tokenizer):
-        if t.pad_token_id is None:
+        if t is not None and t.pad_token_id is None:
             t.pad_token = t.eos_token
     conversations = _prompts(prompts, limit)
 
@@ -117,8 +131,10 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
             peft_config=lora_config(lora, "CAUSAL_LM"),
         )
     else:
-        Config, Trainer = _online_trainer(algo)
-        reward_funcs, processing = [reward_net()], [reward_tokenizer]
+        Config, Trainer = online_trainer(algo)
+        reward_funcs, processing, weights = [], [], []
+        if reward_model is not None:
+            reward_funcs, processing, weights = [reward_net()], [reward_tokenizer], [1.0]
         if rule_model is not None:
             from cai.metrics.rule_weights import load_weights
             from cai.train.rules import RuleReward
@@ -126,9 +142,17 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
             rules = RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None)
             reward_funcs.append(rules)
             processing.append(None)
-            overrides["reward_weights"] = [1.0, rule_weight]
+            weights.append(rule_weight)
             extra.update(rule_model=rule_model, rule_weight=rule_weight, rules=rules.rules,
                          rule_weights=str(rule_weights) if rule_weights else None)
+        if judge is not None:
+            for func, weight in judge.rewards(Path(out) / "judge_cache.sqlite", rule_weight):
+                reward_funcs.append(func)
+                processing.append(None)
+                weights.append(weight)
+            if judge.rules:
+                extra["rule_weight"] = rule_weight
+        overrides["reward_weights"] = weights
         config = build_config(Config, out, config_file, {"beta": kl_coef, **overrides})
         trainer = Trainer(
             model=AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32),
@@ -143,6 +167,8 @@ def train_rl(prompts: Path, policy: str, reward_model: str, out: Path, algo: str
     result = trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     save(getattr(model, "policy", model), tokenizer, out)  # PPO's model wraps policy and value model
+    if judge is not None:  # the judge's settings and requests (counted where it ran: the main process)
+        record.info["judge"] = judge.record()
     # PPOTrainer.train returns nothing: keep its last logged metrics instead.
     metrics = result.metrics if result is not None else (trainer.state.log_history or [{}])[-1]
     if algo != "ppo":  # each reward part per logged step, so a user sees which one moved
