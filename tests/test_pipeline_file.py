@@ -76,7 +76,6 @@ def test_every_problem_is_named_with_its_line_and_a_hint(tmp_path):
         (14, "label.cot: takes true or false"),
         (15, "train_sft: 'data' is required (`cai train sft --data`), or a stage export_sft before it"),
         (16, "'out' is set by the run folder"),
-        (17, "train_ppo: 'reward_model' is required (`cai train ppo --reward-model`), or a stage train_pm"),
         (18, "train_ppo.algo: 'rlo' is not one of 'ppo', 'rloo', 'grpo'"),
         (20, "unknown engine option 'servr' (did you mean 'server'?)"),
     ]

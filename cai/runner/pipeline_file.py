@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
-from cai.constitution.schema import load_constitution
 from cai.core.options import ENGINE, EXECUTOR
 from cai.core.stage import fingerprint
 from cai.data import DEFAULT_CONSTITUTION
-from cai.engine.models import DEFAULT_MODEL, files_fingerprint
-from cai.io.inputs import sha256_of
+from cai.engine.models import DEFAULT_MODEL
 from cai.io.yaml_errors import InvalidFile, Problem, did_you_mean, line_of, load_yaml
 from cai.runner.registry import ITERATED, SPECS, STAGES, StageSpec
-from cai.runner.values import argv_of, local_path, plain, usage_error, yaml_key
+from cai.runner.values import argv_of, fingerprinted, plain, usage_error, yaml_key
 
 TOP_KEYS = ("run", "model", "constitution", "engine", "executor", "iterations")
 MANAGED = {"run": "the top-level `run`", "out": "the run folder (RUN/models/STAGE for models)",
@@ -245,34 +242,14 @@ class _Reader:
                 del words[key]
 
     def setting(self, value, base: Path, run_text: str, where: tuple, name: str):
-        """A parsed value as the fingerprint sees it: outputs of the run by their place in it, input
-        files by their content (a constitution with its few-shot files), so that an edited input
-        makes the stage 'changed' and a moved project does not."""
-        if isinstance(value, Enum):
-            return value.value
-        if isinstance(value, (list, tuple)):
-            return [self.setting(v, base, run_text, where, name) for v in value]
-        if not isinstance(value, (str, Path)):
-            return value
-        text, run_prefix = str(value), run_text.rstrip("/")
-        if text == run_prefix or text.startswith(run_prefix + "/"):
-            return "{run}" + text[len(run_prefix):]
-        if name.endswith("tokenizer") and local_path(text):
-            value = Path(text)  # a tokenizer folder must be there now, not when a server stage starts
-        if not isinstance(value, Path):
-            return text
-        path = base / value
-        if not path.exists():
-            self.problem(where, f"{where[0]}.{where[-1]}: {value}: no such file or folder")
-            return text
-        if name == "constitution":
-            try:
-                loaded = load_constitution(path)
-            except InvalidFile as e:
-                self.problems += e.problems
-                return text
-            return {"sha256": loaded.sha256, "few_shot_sha256": loaded.few_shot_sha256}
-        return {"sha256": sha256_of(path)} if path.is_file() else {"files": files_fingerprint(path)}
+        """A parsed value as the fingerprint sees it (`cai.runner.values.fingerprinted`)."""
+        def problem(message: str, problems: list | None = None) -> None:
+            if problems:
+                self.problems += problems
+            else:
+                self.problem(where, f"{where[0]}.{where[-1]}: {message}")
+
+        return fingerprinted(value, base, run_text, name, problem)
 
     def resolve(self, value, context: dict, values_of: dict, spec: StageSpec, used: list):
         """A value with its references replaced (the stages whose output it names added to `used`);

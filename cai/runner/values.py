@@ -1,10 +1,17 @@
 """Option values between a pipeline file and a click command: a YAML key for each option, a YAML
-value as command-line words, and a parsed value as compared with the option's default."""
+value as command-line words, a parsed value as compared with the option's default, and as the
+stage's fingerprint sees it."""
 
 from __future__ import annotations
 
 import json
 from enum import Enum
+from pathlib import Path
+
+from cai.constitution.schema import load_constitution
+from cai.engine.models import files_fingerprint
+from cai.io.inputs import sha256_of
+from cai.io.yaml_errors import InvalidFile
 
 
 def yaml_key(param) -> str:
@@ -68,3 +75,35 @@ def argv_of(param, value) -> list[str]:
 def local_path(text: str) -> bool:
     """A value that can only be a local path (not a hub id such as "org/name")."""
     return text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
+def fingerprinted(value, base: Path, run_text: str, name: str, problem):
+    """A parsed value as the fingerprint sees it: outputs of the run by their place in it, input
+    files by their content (a constitution with its few-shot files, a folder by its files), so that
+    an edited input makes the stage 'changed' and a moved project does not. A missing input, or a
+    broken constitution, is reported through `problem(message, problems=None)`."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [fingerprinted(v, base, run_text, name, problem) for v in value]
+    if not isinstance(value, (str, Path)):
+        return value
+    text, run_prefix = str(value), run_text.rstrip("/")
+    if text == run_prefix or text.startswith(run_prefix + "/"):
+        return "{run}" + text[len(run_prefix):]
+    if name.endswith("tokenizer") and local_path(text):
+        value = Path(text)  # a tokenizer folder must be there now, not when a server stage starts
+    if not isinstance(value, Path):
+        return text
+    path = base / value
+    if not path.exists():
+        problem(f"{value}: no such file or folder")
+        return text
+    if name == "constitution":
+        try:
+            loaded = load_constitution(path)
+        except InvalidFile as e:
+            problem("", e.problems)
+            return text
+        return {"sha256": loaded.sha256, "few_shot_sha256": loaded.few_shot_sha256}
+    return {"sha256": sha256_of(path)} if path.is_file() else {"files": files_fingerprint(path)}
