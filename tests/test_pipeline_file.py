@@ -76,6 +76,7 @@ def test_every_problem_is_named_with_its_line_and_a_hint(tmp_path):
         (14, "label.cot: takes true or false"),
         (15, "train_sft: 'data' is required (`cai train sft --data`), or a stage export_sft before it"),
         (16, "'out' is set by the run folder"),
+        (17, "train_ppo.prompts: missing.jsonl: no such file"),  # generate's prompts, its default
         (18, "train_ppo.algo: 'rlo' is not one of 'ppo', 'rloo', 'grpo'"),
         (20, "unknown engine option 'servr' (did you mean 'server'?)"),
     ]

@@ -247,7 +247,7 @@ class _Reader:
             if problems:
                 self.problems += problems
             else:
-                self.problem(where, f"{where[0]}.{where[-1]}: {message}")
+                self.problem(where, f"{where[0]}.{where[-1] if len(where) > 1 else name}: {message}")
 
         return fingerprinted(value, base, run_text, name, problem)
 
