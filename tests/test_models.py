@@ -3,7 +3,7 @@
 import threading
 import time
 
-from cai.engine.engine import models
+from cai.engine import models
 
 
 def test_concurrent_prepares_convert_the_default_model_once(tmp_path, monkeypatch):

@@ -58,7 +58,7 @@ def bench_scale(
     chunk_size: ChunkSize = jobs.CHUNK_SIZE,
 ):
     """Peak RSS of `cai generate` against input size, and the cost of a rerun after a kill at 90%."""
-    from cai.bench.overhead import scale as bench_scale
+    from cai.bench import scale as bench_scale
     result = {"memory": bench_scale.memory(model, [int(n) for n in sizes.split(",")], max_tokens, chunk_size)}
     if resume_prompts:
         result["resume"] = bench_scale.resume(model, resume_prompts, max_tokens, chunk_size)
@@ -89,7 +89,7 @@ def bench_executors(
 ):
     """The same requests on the in-process engine, the Ray executor (one replica) and, with --server,
     the HTTP backend: throughput while computing chunks, against the in-process engine."""
-    from cai.bench.overhead import scale as bench_scale
+    from cai.bench import scale as bench_scale
     ray = ["--executor", "ray", "--replicas", "1"] + (["--ray-address", ray_address] if ray_address else [])
     executors = {"local": [], "ray": ray}
     if server:  # the last --model given is the one cai generate takes
