@@ -35,9 +35,11 @@ class RayCluster:
         self.address = f"127.0.0.1:{free_port()}"
         self.env = {**os.environ, **ENV}
         with open(tmp / "ray.log", "w") as logs:
+            # RAY_TMPDIR: Cluster writes the head's address into the default temp folder (/tmp/ray),
+            # which need not exist; pointed at this test's folder, that is the nodes' own temp_dir
             self.process = subprocess.Popen(
                 [sys.executable, __file__, self.address, str(tmp / "ray"), str(nodes), str(cpus_per_node)],
-                stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+                stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, env={**self.env, "RAY_TMPDIR": str(tmp)})
         self._wait_for_nodes(nodes)
 
     def _wait_for_nodes(self, n: int, timeout: float = 120) -> None:
