@@ -76,7 +76,12 @@ def test_comparisons_and_eval_json_shape(evaluated):
     assert not all(r.tie for r in rows)  # other seeds, other answers: the judge was asked
 
     stats = json.loads((out / "eval.json").read_text())
-    assert set(stats) == {"tags"} and set(stats["tags"]) == {"harmless", "helpful"}
+    assert set(stats) == {"tags", "self_preference"} and set(stats["tags"]) == {"harmless", "helpful"}
+    # base is the judge's own model: how often it preferred base's answer, over the games not tied
+    games = {(r.id, r.tag) for r in rows if not r.tie}
+    own = stats["self_preference"]
+    assert set(own) == {"base"} and own["base"]["n"] == len(games) and 0 <= own["base"]["share"] <= 1
+    assert "the judge is base's model: it preferred base's answer in" in done.stdout
     for tag, s in stats["tags"].items():
         assert set(s) == {"elo", "ci95", "win_rate", "comparisons"}
         assert list(s["elo"]) == list(s["ci95"]) == list(s["win_rate"]) == ["base", "other"]

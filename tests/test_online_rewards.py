@@ -90,6 +90,16 @@ def test_rules_judge_reward_is_the_weighted_log_odds_and_logs_each_rule(engine, 
     assert all(isinstance(r, float) for r in rewards)
 
 
+def test_rules_judge_with_weights_fitted_to_people_is_their_weighted_sum(engine, default_constitution):
+    rules = default_constitution.constitution.rules
+    weights = {r.id: 0.5 * n - 1.0 for n, r in enumerate(rules)}
+    logged = {}
+    [reward] = RulesJudgeReward(engine, weights)([LOCK], [said("No.")], log_metric=logged.__setitem__)
+    assert reward == pytest.approx(sum(w * logged[f"rules/{rule_id}"] for rule_id, w in weights.items()))
+    with pytest.raises(CaiError, match="fit them with this constitution"):
+        RulesJudgeReward(engine, {"not-a-rule": 1.0})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, mode, rules", [("grpo", "pairwise", False), ("rloo", "score", True)])
 def test_rl_with_the_judge_as_the_only_reward(tmp_path, tiny, tiny_model, algo, mode, rules):

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from cai.core.errors import CaiError
 from cai.core.records import ComparisonRecord, Provenance
-from cai.metrics.elo import bradley_terry, policy_stats, print_tables, write_results
+from cai.metrics.elo import bradley_terry, policy_stats, print_tables, self_preference, write_results
 
 PROVENANCE = Provenance(model="judge", sampling={}, style="chat")
 
@@ -119,3 +119,11 @@ def test_results_are_written_drawn_and_printed(tmp_path):
     assert "harmless: 10 comparisons" in text and "helpful: 10 comparisons" in text
     lo, hi = stats["tags"]["helpful"]["ci95"]["y"]
     assert f"[{lo:.0f}, {hi:.0f}]" in text and "0.70" in text and "0.30" in text
+
+
+def test_self_preference_counts_the_judges_own_policy_on_either_side_and_skips_ties():
+    rows = (comparison("p1", "own", "x", 0.8) + comparison("p2", "x", "own", 0.7)  # own loses p2 (0.3)
+            + comparison("p3", "own", "x", 0.6, tag="helpful") + comparison("p4", "x", "y", 0.1))
+    rows += [r.model_copy(update={"id": "p5", "tie": True, "p_first": 0.5}) for r in comparison("p5", "own", "x", 0.5)]
+    assert self_preference(rows, ["own"]) == {"own": {"share": pytest.approx(2 / 3), "mean_p": pytest.approx(1.7 / 3), "n": 3}}
+    assert self_preference(rows, ["nobody"]) == {}

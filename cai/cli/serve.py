@@ -20,20 +20,24 @@ app.add_typer(serve_app, name="serve")
 
 
 def _reward_parts(judge_engine: EngineConfig, reward_model, rule_model, rules_judge, judge_reward, judge_weight,
-                  rule_weight, constitution, style, seed, cache):
+                  rule_weight, rule_weights, constitution, style, seed, cache):
     """The reward's parts and weights, their models loaded and the judge's engine opened."""
     from cai.rewards.combine import PreferenceReward, judge_settings
 
     if rule_model is not None and rules_judge:
         raise CaiError("give one of --rule-model (a trained rule model) and --rules-judge (the judge asks each rule)")
-    judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, style, seed)
+    if rule_weights is not None and rule_model is None and not rules_judge:
+        raise CaiError("--rule-weights weighs the rules' scores: give --rule-model or --rules-judge too")
+    judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, style, seed, rule_weights)
     parts = []
     if reward_model is not None:
         parts.append((PreferenceReward(reward_model), 1.0))
     if rule_model is not None:
         from cai.train.rules import RuleReward
 
-        parts.append((RuleReward(rule_model), rule_weight))
+        from cai.metrics.rule_weights import load_weights
+
+        parts.append((RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None), rule_weight))
     if judge is not None:
         parts += judge.rewards(cache, rule_weight)
         judge.judge.open()  # now: a model that cannot load stops the server before it serves
@@ -52,6 +56,7 @@ def reward(
     judge_reward: Annotated[Optional[Literal["score", "pairwise"]], typer.Option(help="score (d-RLAIF) or pairwise (the queries of one prompt in a batch).")] = None,
     judge_weight: Annotated[float, typer.Option(min=0.0, help="The judge reward's weight.")] = 1.0,
     rule_weight: Annotated[float, typer.Option(min=0.0, help="The rules' weight (rule model or rules judge).")] = 1.0,
+    rule_weights: Annotated[Optional[Path], typer.Option(help="The rules' weights fitted to people (cai fit rules).")] = None,
     constitution: ConstitutionOpt = DEFAULT_CONSTITUTION,
     style: Annotated[Style, typer.Option(help="How the judge is prompted: chat or transcript.")] = Style.chat,
     seed: Seed = 0,
@@ -67,7 +72,7 @@ def reward(
     from cai.rewards.server import serve
 
     parts, judge = _reward_parts(judge_engine, reward_model, rule_model, rules_judge, judge_reward, judge_weight,
-                                 rule_weight, constitution, style, seed, cache)
+                                 rule_weight, rule_weights, constitution, style, seed, cache)
     names = ", ".join(f"{weight:g}·{part.__name__}" for part, weight in parts)
     err.print(f"serving reward = {names} on http://{host}:{port}/get_reward", highlight=False)
     serve(parts, host, port, batch_wait, max_batch, status=lambda: {"judge": judge.judge.stats() if judge else {}})

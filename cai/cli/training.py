@@ -8,39 +8,19 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from cai.cli.common import (
-    BatchSize,
-    ConfigFile,
-    ConstitutionOpt,
-    Epochs,
-    LearningRate,
-    Limit,
-    Lora,
-    MaxSteps,
-    Model,
-    Out,
-    Seed,
-    Sets,
-    TrainData,
-    app,
-    out,
-)
+from cai.cli.common import ConstitutionOpt, Limit, Model, Out, Seed, TrainData, app, out
 from cai.core.errors import CaiError
-from cai.core.options import JUDGE_ENGINE, with_options
+from cai.core.options import JUDGE_ENGINE, ConfigOptions, with_options
 from cai.data import DEFAULT_CONSTITUTION
 from cai.engine.config import EngineConfig
+from cai.train.common import TrainingFlags
 
 train_app = typer.Typer(help="Train with TRL: SFT, preference model, PPO/RLOO/GRPO, DPO.", no_args_is_help=True)
 
 app.add_typer(train_app, name="train")
 
 
-def _trl_overrides(max_steps, epochs, learning_rate, batch_size, sets) -> dict:
-    from cai.train.common import parse_sets
-
-    flags = {"max_steps": max_steps, "num_train_epochs": epochs, "learning_rate": learning_rate,
-             "per_device_train_batch_size": batch_size}
-    return {**parse_sets(sets or []), **{k: v for k, v in flags.items() if v is not None}}  # a flag not given keeps --set's
+TRAINING = ConfigOptions(TrainingFlags, "training", flags={"sets": "set"})
 
 
 def _trained(info: dict, out_dir: Path) -> None:
@@ -56,23 +36,11 @@ def _trained(info: dict, out_dir: Path) -> None:
 def _policy_training(name: str, doc: str, train):
     """`cai train sft` and `cai train dpo`: the same options, another TRL trainer."""
 
-    def command(
-        data: TrainData,
-        model: Model,
-        out_dir: Out,
-        config: ConfigFile = None,
-        max_steps: MaxSteps = None,
-        epochs: Epochs = None,
-        learning_rate: LearningRate = None,
-        batch_size: BatchSize = None,
-        lora: Lora = False,
-        set_: Sets = None,
-    ):
-        overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
-        _trained(train()(data, model, out_dir, config, overrides, lora), out_dir)
+    def command(data: TrainData, model: Model, out_dir: Out, training: TrainingFlags):
+        _trained(train()(data, model, out_dir, training.config, training.overrides(), training.lora), out_dir)
 
     command.__doc__ = doc
-    train_app.command(name)(command)
+    train_app.command(name)(with_options(TRAINING)(command))
 
 
 def _sft():
@@ -92,24 +60,19 @@ _policy_training("dpo", "Train the policy directly on the preference set with TR
 
 
 @train_app.command("pm")
+@with_options(TRAINING)
 def train_pm(
     data: Annotated[Path, typer.Option(help="The preference set (cai export prefs).")],
     model: Model,
     out_dir: Out,
+    training: TrainingFlags,
     loss: Annotated[Literal["soft", "margin", "hard"], typer.Option(
         help="soft: cross-entropy with p_chosen (the paper); margin: TRL's margin; hard: labels only.")] = "soft",
-    config: ConfigFile = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    batch_size: BatchSize = None,
-    lora: Lora = False,
-    set_: Sets = None,
 ):
     """Train a preference model (one score per answer) with TRL's RewardTrainer."""
     from cai.train.preference import train_pm as run
 
-    _trained(run(data, model, out_dir, loss, config, _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_), lora), out_dir)
+    _trained(run(data, model, out_dir, loss, training.config, training.overrides(), training.lora), out_dir)
 
 
 JudgeReward = Annotated[Optional[Literal["score", "pairwise"]], typer.Option(
@@ -120,26 +83,20 @@ RulesJudge = Annotated[bool, typer.Option("--rules-judge", help="The judge asks 
 
 
 @train_app.command("ppo")
-@with_options(JUDGE_ENGINE)
+@with_options(JUDGE_ENGINE, TRAINING)
 def train_ppo(
     prompts: Annotated[Path, typer.Option(help="Red-team prompts, in any format cai generate reads.")],
     policy: Annotated[str, typer.Option(help="The policy to train (e.g. the SL-CAI model).")],
     out_dir: Out,
     judge_engine: EngineConfig,
+    training: TrainingFlags,
     reward_model: Annotated[Optional[str], typer.Option(help="The preference model (cai train pm); optional with a judge's reward.")] = None,
     kl_coef: Annotated[Optional[float], typer.Option(min=0.0, help="KL penalty towards the starting policy.")] = None,
     algo: Annotated[Literal["ppo", "rloo", "grpo"], typer.Option(help="The RL algorithm (TRL's trainer).")] = "ppo",
     limit: Limit = None,
-    config: ConfigFile = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    batch_size: BatchSize = None,
-    lora: Lora = False,
-    set_: Sets = None,
     rule_model: Annotated[Optional[str], typer.Option(help="A rule model (cai train rules) added to the reward; rloo and grpo only.")] = None,
     rule_weight: Annotated[float, typer.Option(min=0.0, help="β in R = R_pref + β·R_rules.")] = 1.0,
-    rule_weights: Annotated[Optional[Path], typer.Option(help="The rules' weights fitted to people (cai fit rules): R_rules is then their weighted sum of the rule model's log-odds.")] = None,
+    rule_weights: Annotated[Optional[Path], typer.Option(help="The rules' weights fitted to people (cai fit rules): R_rules is then their weighted sum of the rule model's (or the rules judge's) log-odds.")] = None,
     judge_reward: JudgeReward = None,
     judge_weight: JudgeWeight = 1.0,
     rules_judge: RulesJudge = False,
@@ -151,11 +108,12 @@ def train_ppo(
     from cai.rewards.combine import judge_settings
     from cai.train.rl import train_rl
 
-    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
+    overrides = training.overrides()
     if algo == "ppo" and overrides.pop("max_steps", None) is not None:
         raise CaiError("PPO counts episodes, not steps: use --set total_episodes=N")
-    judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, seed=seed)
-    info = train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, config, overrides, lora,
+    judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, seed=seed,
+                           rule_weights=rule_weights)
+    info = train_rl(prompts, policy, reward_model, out_dir, algo, kl_coef, limit, training.config, overrides, training.lora,
                     rule_model, rule_weight, rule_weights, judge)
     _trained(info, out_dir)
     if info.get("judge") and info["judge"]["requests"]:  # counted where the judge ran: the main process
@@ -165,21 +123,17 @@ def train_ppo(
 
 
 @train_app.command("rules")
+@with_options(TRAINING)
 def train_rules(
     data: Annotated[Path, typer.Option(help="The rule set (cai export rules).")],
     model: Model,
     out_dir: Out,
+    training: TrainingFlags,
     max_length: Annotated[int, typer.Option(min=16, help="Most tokens per input (cut from the left).")] = 1024,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose keys are TrainingArguments fields.")] = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    learning_rate: LearningRate = None,
-    batch_size: BatchSize = None,
-    lora: Lora = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any other TrainingArguments field: KEY=VALUE (repeatable).")] = None,
 ):
-    """Train one rule model (a classifier of rule + conversation) on the judge's soft labels."""
+    """Train one rule model (a classifier of rule + conversation) on the judge's soft labels (the
+    TRL config here is transformers' TrainingArguments)."""
     from cai.train.rules import train_rules as run_training
 
-    overrides = _trl_overrides(max_steps, epochs, learning_rate, batch_size, set_)
-    _trained(run_training(data, model, out_dir, config, overrides, lora, max_length), out_dir)
+    _trained(run_training(data, model, out_dir, training.config, training.overrides(), training.lora, max_length),
+             out_dir)

@@ -121,6 +121,29 @@ def policy_stats(
     return {"tags": result}
 
 
+def self_preference(rows: list[ComparisonRecord], own: list[str]) -> dict:
+    """For each policy that is the judge's own model: of its comparisons with another policy whose
+    answer differs, the share the judge decided for its own answer (debiased p > 0.5), and the mean
+    p it gave its own; `{POLICY: {"share", "mean_p", "n"}}` (a judge without bias: near 0.5 on
+    answers of equal quality)."""
+    games = defaultdict(list)
+    for r in rows:
+        if not r.tie and own_side(r, own) is not None:
+            games[(r.id, r.tag, *r.policies)].append(r)
+    found = defaultdict(list)
+    for (_, _, x, y), judged in games.items():
+        p = p_x_better(judged)
+        found[x if x in own else y].append(p if x in own else 1 - p)
+    return {name: {"share": float(np.mean([p > 0.5 for p in ps])), "mean_p": float(np.mean(ps)), "n": len(ps)}
+            for name, ps in found.items()}
+
+
+def own_side(row: ComparisonRecord, own: list[str]) -> str | None:
+    """The one policy of the comparison that is the judge's (None: neither, or both)."""
+    mine = [p for p in row.policies if p in own]
+    return mine[0] if len(mine) == 1 else None
+
+
 def print_tables(stats: dict, console: Console) -> None:
     """One table per tag: Elo, its interval, and the win rate of each row against each column."""
     for tag, s in stats["tags"].items():
@@ -136,6 +159,9 @@ def print_tables(stats: dict, console: Console) -> None:
             rates = [f"{s['win_rate'][p][q]:.2f}" if q in s["win_rate"][p] else "—" for q in policies]
             table.add_row(p, f"{s['elo'][p]:.0f}", f"[{lo:.0f}, {hi:.0f}]", *rates)
         console.print(table)
+    for name, s in stats.get("self_preference", {}).items():
+        console.print(f"the judge is {name}'s model: it preferred {name}'s answer in {s['share']:.0%} of "
+                      f"{s['n']} comparisons (mean p {s['mean_p']:.3f})")
 
 
 def plot_elo(stats: dict, path: Path) -> None:

@@ -254,9 +254,11 @@ def policy_eval_section(folder: Path, run: Path) -> dict | None:
     if not tags:
         return None
     both = "harmless" in tags and "helpful" in tags
+    own = _dict((read_json(folder / "eval.json") or {}).get("self_preference"))
     return {
         "name": _label(folder, run),
         "tags": tags,
+        "self_preference": [(str(p), _dict(s).get("share"), _dict(s).get("mean_p"), _dict(s).get("n")) for p, s in own.items()],
         "elo_plot": plots.elo_bars(tags),
         "scatter_plot": plots.elo_scatter(tags["harmless"], tags["helpful"]) if both else None,
     }

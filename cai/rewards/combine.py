@@ -32,6 +32,7 @@ class JudgeSettings:
     constitution: Path = DEFAULT_CONSTITUTION
     style: Style = Style.chat
     seed: int = 0
+    rule_weights: Path | None = None  # the rules' weights fitted to people (cai fit rules), for the rules judged live
     judge: Judge | None = field(default=None, repr=False)
 
     def rewards(self, cache: Path | None, rules_weight: float = 1.0) -> list[tuple[object, float]]:
@@ -40,7 +41,10 @@ class JudgeSettings:
         common = {"constitution": self.constitution, "style": self.style, "seed": self.seed}
         parts = []
         if self.rules:
-            parts.append((RulesJudgeReward(self.judge, **common), rules_weight))
+            from cai.metrics.rule_weights import load_weights
+
+            weights = load_weights(self.rule_weights) if self.rule_weights else None
+            parts.append((RulesJudgeReward(self.judge, weights, **common), rules_weight))
         if self.reward:
             parts.append((JudgeReward(self.judge, self.reward, **common), self.weight))
         return parts
@@ -48,12 +52,14 @@ class JudgeSettings:
     def record(self) -> dict:
         """What cai_train.json keeps of the judge (no server URL), and its requests once it ran."""
         return {"engine": self.engine.record(), "reward": self.reward, "weight": self.weight,
-                "rules": self.rules, "constitution": str(self.constitution), "style": self.style.value,
+                "rules": self.rules, "rule_weights": str(self.rule_weights) if self.rule_weights else None,
+                "constitution": str(self.constitution), "style": self.style.value,
                 "seed": self.seed, "requests": self.judge.stats() if self.judge else {}}
 
 
 def judge_settings(engine: EngineConfig, reward: str | None, weight: float, rules: bool,
-                   constitution: Path = DEFAULT_CONSTITUTION, style: Style = Style.chat, seed: int = 0) -> JudgeSettings | None:
+                   constitution: Path = DEFAULT_CONSTITUTION, style: Style = Style.chat, seed: int = 0,
+                   rule_weights: Path | None = None) -> JudgeSettings | None:
     """The judge's part as the command line gives it: None without --judge-reward and --rules-judge;
     the judge is the default model unless --judge-model names another."""
     if reward is None and not rules:
@@ -63,7 +69,7 @@ def judge_settings(engine: EngineConfig, reward: str | None, weight: float, rule
     if engine.servers and engine.model is None:
         raise CaiError("with --judge-server, --judge-model names the served model")
     engine.model = engine.model or DEFAULT_MODEL
-    return JudgeSettings(engine, reward, weight, rules, constitution, style, seed)
+    return JudgeSettings(engine, reward, weight, rules, constitution, style, seed, rule_weights if rules else None)
 
 
 class PreferenceReward:

@@ -190,17 +190,25 @@ class JudgeReward(_JudgedReward):
 
 
 class RulesJudgeReward(_JudgedReward):
-    """The constitution's rules judged live: per completion, the weighted mean over the rules of the
-    judge's log-odds that it follows each (asked in both orders), on the scale of a trained rule
-    model's reward. Logged as `rewards/rules/*` and, per rule, `rules/<id>`."""
+    """The constitution's rules judged live: per completion, the mean over the rules, weighted by
+    the constitution's weights, of the judge's log-odds that it follows each (asked in both orders),
+    on the scale of a trained rule model's reward; or, with weights fitted to people (`cai fit
+    rules`, which fits them on these very log-odds), their weighted sum. Logged as `rewards/rules/*`
+    and, per rule, `rules/<id>`."""
 
     name = "rules"
 
-    def __init__(self, judge: str | EngineConfig | Engine | Judge, **kwargs):
+    def __init__(self, judge: str | EngineConfig | Engine | Judge, weights: dict[str, float] | None = None, **kwargs):
         super().__init__(judge, **kwargs)
         self.rules = self.constitution.constitution.rules
         if not self.rules:
             raise CaiError(f"{self.constitution.path} has no rules for the judge to check")
+        if weights is not None:
+            ids = {rule.id for rule in self.rules}
+            if set(weights) != ids:
+                raise CaiError(f"the rule weights are for rules {', '.join(sorted(weights))} and "
+                               f"{self.constitution.path} has {', '.join(sorted(ids))}: fit them with this constitution")
+        self.weights = weights
 
     def parts(self) -> list[str]:
         return [f"rules/{rule.id}" for rule in self.rules]
@@ -215,6 +223,8 @@ class RulesJudgeReward(_JudgedReward):
                 judged.append(None)
                 continue
             log_odds = {rule.id: margin(p_x_better(js)) for rule, js in zip(self.rules, answers)}
-            judged.append({self.name: weighted_score(log_odds, self.rules),
+            total = (sum(w * log_odds[rule_id] for rule_id, w in self.weights.items()) if self.weights
+                     else weighted_score(log_odds, self.rules))
+            judged.append({self.name: total,
                            **{f"rules/{rule_id}": x for rule_id, x in log_odds.items()}})
         return judged

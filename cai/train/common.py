@@ -18,6 +18,27 @@ from cai.io.inputs import sha256_of
 log = logging.getLogger("cai")
 
 
+@dataclasses.dataclass
+class TrainingFlags:
+    """The options every `cai train` job takes, turned into TRL config fields by `overrides`: the
+    single place of their defaults, bounds and help."""
+
+    config: Path | None = dataclasses.field(default=None, metadata={"help": "YAML whose keys are the TRL config's fields."})
+    max_steps: int | None = dataclasses.field(default=None, metadata={"help": "Stop after N optimizer steps.", "min": 1})
+    epochs: float | None = dataclasses.field(default=None, metadata={"help": "Passes over the data.", "min": 0.0})
+    learning_rate: float | None = dataclasses.field(default=None, metadata={"help": "Learning rate.", "min": 0.0})
+    batch_size: int | None = dataclasses.field(default=None, metadata={"help": "Per-device batch size.", "min": 1})
+    lora: bool = dataclasses.field(default=False, metadata={"help": "Train LoRA adapters (peft), merged into the saved model."})
+    sets: list[str] = dataclasses.field(default_factory=list, metadata={
+        "help": "Any other TRL config field: KEY=VALUE (repeatable)."})
+
+    def overrides(self) -> dict:
+        """The TRL config fields these flags set; a flag not given keeps the value `--set` gave."""
+        flags = {"max_steps": self.max_steps, "num_train_epochs": self.epochs, "learning_rate": self.learning_rate,
+                 "per_device_train_batch_size": self.batch_size}
+        return {**parse_sets(self.sets), **{k: v for k, v in flags.items() if v is not None}}
+
+
 def build_config(config_cls, out: Path, config_file: Path | None, overrides: dict):
     """A TRL config: our defaults, then the YAML file's keys, then the flags that were given."""
     import torch

@@ -91,8 +91,8 @@ def train_rl(prompts: Path, policy: str, reward_model: str | None, out: Path, al
     )
 
     _check_rewards(algo, reward_model, rule_model, judge)
-    if rule_weights is not None and rule_model is None:
-        raise CaiError("--rule-weights weighs a rule model's scores: give --rule-model too")
+    if rule_weights is not None and rule_model is None and not (judge and judge.rules):
+        raise CaiError("--rule-weights weighs the rules' scores: give --rule-model or --rules-judge too")
     policy_path = model_path(policy)
     reward_path = model_path(reward_model) if reward_model is not None else None
     tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")

@@ -24,7 +24,8 @@ from cai.core.stage import JobReport, Stage, config_settings
 from cai.engine.config import EngineConfig
 from cai.engine.engine import SamplingConfig
 from cai.io.inputs import sha256_of
-from cai.metrics.elo import policy_stats, write_results
+from cai.engine.models import resolve_model
+from cai.metrics.elo import policy_stats, self_preference, write_results
 from cai.stages.compare import CompareConfig, compare_batch
 from cai.stages.dialogue import Style
 from cai.stages.generate import GenerateConfig
@@ -126,6 +127,9 @@ def finish(out: RunDir, report: JobReport, policies: list[Policy], config: Compa
     """DIR/eval.json and the plots from DIR/comparisons.jsonl; the run recorded in DIR's manifest."""
     rows = read_jsonl(report.output, ComparisonRecord)
     stats = policy_stats(rows, [p.name for p in policies], config.tags, config.seed)
+    own = [p.name for p in policies if resolve_model(p.model) == resolve_model(config.model)]
+    if own:  # the judge also answered: does it favour its own answers?
+        stats["self_preference"] = self_preference(rows, own)
     written = write_results(stats, out.path)
     out.record_stage("eval_policies", {
         "policies": {p.name: p.record() for p in policies}, "prompts": str(prompts), "prompts_sha256": sha256_of(prompts),

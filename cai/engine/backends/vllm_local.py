@@ -8,11 +8,14 @@ engine argument passes through (`--engine-arg tensor_parallel_size=2`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cai.engine.models import files_fingerprint
+
+log = logging.getLogger("cai")
 
 
 @dataclass
@@ -107,6 +110,15 @@ def llm_args(model: str, max_model_len: int | None = None, kv_cache_gib: float =
     return args | (engine_args or {})
 
 
+def _cpu_has_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 natively; without, vLLM-CPU emulates it, slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return True  # not Linux: nothing known, nothing to say
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class VllmBackend:
     def __init__(self, model: str, max_model_len: int | None = None, settings: VllmSettings | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -124,6 +136,9 @@ class VllmBackend:
         # the dtype, and on CPU the thread count, decide the numbers: cached answers of others do not fit
         dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.identity = f"{model_identity(model)}@{dtype}" + (f"@cpu-threads:{torch.get_num_threads()}" if current_platform.is_cpu() else "")
+        if current_platform.is_cpu() and dtype == "bfloat16" and not _cpu_has_bfloat16():
+            log.warning("this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16): %s runs several times "
+                        "faster in float32 (--engine-arg dtype=float32, or --judge-engine-arg for a judge)", model)
 
     def _run(self, prompts: list[list[int]], params: list):
         from vllm.inputs import TokensPrompt
