@@ -139,6 +139,8 @@ def test_cross_validated_calibration_lowers_held_out_ece(tmp_path):
     assert fitted["folds"] == 5 and fitted["n"] == 600 and fitted["method"] == "temperature"
     assert fitted["ece_before"] > 0.15 and fitted["ece_after"] < fitted["ece_before"] / 2
     assert fitted["log_loss_after"] < fitted["log_loss_before"]
+    lo, hi = fitted["p_range_after"]  # softened, but still spread: this judge carries signal
+    assert 0 < lo < 0.2 and 0.8 < hi < 1
     assert fit_calibration(judged, "temperature", folds=5, seed=0) == fitted  # seeded folds
     for name in ("cal.json", "cal.yaml"):
         write_calibration(tmp_path / name, fitted)

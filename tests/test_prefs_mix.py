@@ -130,3 +130,14 @@ def test_train_pm_reads_the_mixed_set(tmp_path, hh_pairs, tiny_model):
     for loss in ("soft", "margin"):
         info = train_pm(tmp_path / "prefs.jsonl", str(tiny_model), tmp_path / loss, loss=loss, overrides=FAST)
         assert info["loss"] == loss and math.isfinite(info["metrics"]["train_loss"])
+
+
+@pytest.mark.parametrize("labelled, reason", [(0, "holds 0 labelled pairs (cai label leaves out"),
+                                              (3, "3 below confidence 0.9")])
+def test_an_export_without_pairs_stops_with_the_reason_and_writes_nothing(tmp_path, labelled, reason):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    write_jsonl(run.file("preferences.jsonl"), ai_records(labelled))
+    done = invoke(["export", "prefs", "--run", str(run.path), "--min-confidence", "0.9"])
+    assert done.exit_code != 0 and "no pairs to export" in str(done.exception) and reason in str(done.exception)
+    assert not run.file("prefs.jsonl").exists()

@@ -113,9 +113,12 @@ def fit_calibration(judged: list[list[Judgement]], method: str, folds: int = 5, 
             after[i] = p_x_better(judged[i], bounds, held_in)
     final = fit(judged, method, bounds)
     raw, cal = _scores(before), _scores(after)
+    # how far apart the calibrated labels lie: a judge without signal is calibrated to 0.5 everywhere
+    applied = [p_x_better(js, bounds, final) for js in judged]
     return {"method": final.method, "parameters": final.parameters, "folds": folds, "seed": seed, "n": len(judged),
             "ece_before": raw["ece"], "ece_after": cal["ece"], "log_loss_before": raw["log_loss"],
-            "log_loss_after": cal["log_loss"], "accuracy_before": raw["accuracy"], "accuracy_after": cal["accuracy"]}
+            "log_loss_after": cal["log_loss"], "accuracy_before": raw["accuracy"], "accuracy_after": cal["accuracy"],
+            "p_range_after": [round(min(applied), 4), round(max(applied), 4)]}
 
 
 def write_calibration(path: Path, fitted: dict) -> None:

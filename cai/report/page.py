@@ -208,7 +208,8 @@ JUDGE_METRICS = ("n", "accuracy", "accuracy_ci95", "kappa", "position_consistenc
                  "mean_confidence", "ece", "judge_model", "principles_per_pair", "swap", "cot",
                  "identical_pairs_dropped", "errors")
 LENGTH_BIAS = ("judge_prefers_longer", "humans_prefer_longer", "slope", "n")
-CALIBRATION = ("method", "parameters", "folds", "ece_before", "ece_after", "log_loss_before", "log_loss_after", "file")
+CALIBRATION = ("method", "parameters", "folds", "ece_before", "ece_after", "log_loss_before", "log_loss_after",
+               "p_range_after", "file")
 
 
 def judge_eval_section(folder: Path, run: Path) -> dict:

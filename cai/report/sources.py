@@ -13,20 +13,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from cai.core.records import (
-    PreferenceRecord,
-    ResponseRecord,
-    RevisionRecord,
-    SampleRecord,
-)
+from cai.runner.registry import STAGES
 
-# The rows each stage writes into the run folder.
-STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {
-    "generate": ("responses.jsonl", ResponseRecord),
-    "critique": ("revisions.jsonl", RevisionRecord),
-    "sample": ("samples.jsonl", SampleRecord),
-    "label": ("preferences.jsonl", PreferenceRecord),
-}
+
+def stage_files() -> dict[str, tuple[str, type[BaseModel]]]:
+    """The registry's stages whose rows carry quality flags: stage -> (its file, its row model)."""
+    return {s.name: (s.output, s.rows) for s in STAGES if s.rows is not None}
 
 
 @dataclass
@@ -115,7 +107,7 @@ def collect(run: Path, include: list[Path]) -> Sources:
     manifest = {**manifest, "stages": {str(k): v for k, v in entries.items() if isinstance(v, dict)}}
     stages = {
         stage: read_rows(run / name, model)
-        for stage, (name, model) in STAGE_FILES.items()
+        for stage, (name, model) in stage_files().items()
         if (run / name).is_file()
     }
     errors = read_dicts(run / "errors.jsonl") if (run / "errors.jsonl").is_file() else []

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cai.core.records import PreferenceRecord, ResponseRecord, RevisionRecord, SampleRecord
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -27,6 +29,7 @@ class StageSpec:
     defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> alternatives: the first that resolves
     reads: tuple[str, ...] = ()  # earlier stages whose files it reads without naming them
     done_file: str | None = None  # what exists once it finished (default: output; a model's cai_train.json)
+    rows: type | None = None  # the row model of a JSONL output whose rows carry quality flags (the report counts them)
 
     @property
     def done(self) -> str:
@@ -42,17 +45,20 @@ MODEL = ("{model}",)
 POLICY = ("{train_ppo}", "{train_dpo}", "{train_sft}", "{model}")
 STAGES: list[StageSpec] = [
     StageSpec("redteam_expand", ("redteam", "expand"), "prompts.jsonl", "chunks", {"run": RUN, "model": MODEL}),
-    StageSpec("generate", ("generate",), "responses.jsonl", "chunks", {"run": RUN, "model": MODEL}),
+    StageSpec("generate", ("generate",), "responses.jsonl", "chunks", {"run": RUN, "model": MODEL}, rows=ResponseRecord),
     StageSpec("critique", ("critique",), "revisions.jsonl", "chunks",
-              {"run": RUN, "model": ("{generate.model}", "{model}"), "constitution": CONSTITUTION}, reads=("generate",)),
+              {"run": RUN, "model": ("{generate.model}", "{model}"), "constitution": CONSTITUTION}, reads=("generate",),
+              rows=RevisionRecord),
     StageSpec("export_sft", ("export", "sft"), "sft.jsonl", "export", {"run": RUN}, reads=("critique",)),
     StageSpec("train_sft", ("train", "sft"), "models/train_sft", "train", {"data": ("{export_sft}",), "model": MODEL, "out": OUT}),
-    StageSpec("sample", ("sample",), "samples.jsonl", "chunks", {"run": RUN, "prompts": ("{generate.prompts}",), "model": POLICY}),
+    StageSpec("sample", ("sample",), "samples.jsonl", "chunks", {"run": RUN, "prompts": ("{generate.prompts}",), "model": POLICY},
+              rows=SampleRecord),
     StageSpec("rules", ("rules",), "rule_scores.jsonl", "chunks",
               {"run": RUN, "judge_model": ("{sample.model}", "{critique.model}", "{generate.model}", "{model}"),
                "constitution": CONSTITUTION}, reads=("generate", "critique", "sample")),
     StageSpec("label", ("label",), "preferences.jsonl", "chunks",
-              {"run": RUN, "judge_model": ("{sample.model}", "{model}"), "constitution": CONSTITUTION}, reads=("sample",)),
+              {"run": RUN, "judge_model": ("{sample.model}", "{model}"), "constitution": CONSTITUTION}, reads=("sample",),
+              rows=PreferenceRecord),
     StageSpec("export_prefs", ("export", "prefs"), "prefs.jsonl", "export", {"run": RUN}, reads=("label",)),
     StageSpec("export_rules", ("export", "rules"), "rules.jsonl", "export", {"run": RUN, "constitution": CONSTITUTION},
               reads=("rules",)),
