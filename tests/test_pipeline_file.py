@@ -276,11 +276,12 @@ def test_a_killed_run_resumes_without_redoing_finished_stages(tmp_path, tiny_mod
 
 
 def test_a_set_field_keeps_its_value_when_its_flag_is_not_given():
-    from cai.cli.training import _trl_overrides
+    from cai.train.common import TrainingFlags
 
-    overrides = _trl_overrides(None, None, None, None, ["per_device_train_batch_size=2", "max_length=64"])
+    overrides = TrainingFlags(sets=["per_device_train_batch_size=2", "max_length=64"]).overrides()
     assert overrides == {"per_device_train_batch_size": 2, "max_length": 64}
-    assert _trl_overrides(None, None, None, 4, ["per_device_train_batch_size=2"])["per_device_train_batch_size"] == 4
+    flags = TrainingFlags(batch_size=4, sets=["per_device_train_batch_size=2"])
+    assert flags.overrides()["per_device_train_batch_size"] == 4
 
 
 @pytest.fixture(scope="module")

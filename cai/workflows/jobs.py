@@ -219,7 +219,7 @@ def export_prefs(run: RunDir, output: Path | None = None, min_confidence: float 
         ai_rows = filtered.rows + [row for rows in earlier.values() for row in rows]
         rows, added = mix_prefs(ai_rows, human, mix_ratio, seed) if mix else (ai_rows, 0)
         if not rows:  # a trainer would stop on it later, further from the cause
-            why = [filtered.note() or "", f"{len(records) - len(confident)} below confidence {min_confidence}"]
+            why = [filtered.note() if not keep_flagged else "", f"{len(records) - len(confident)} below confidence {min_confidence}"]
             raise CaiError(f"no pairs to export: {source} holds {len(records)} labelled pairs"
                            + "".join(f"; {w}" for w in why if w and not w.startswith("0 "))
                            + (" (cai label leaves out pairs with a flagged answer unless --keep-flagged)" if not records else ""))
