@@ -100,6 +100,16 @@ def test_rules_judge_with_weights_fitted_to_people_is_their_weighted_sum(engine,
         RulesJudgeReward(engine, {"not-a-rule": 1.0})
 
 
+def test_the_judge_settings_hand_the_fitted_weights_to_the_rules_judge(tmp_path, tiny, default_constitution):
+    weights = {r.id: 1.0 + n for n, r in enumerate(default_constitution.constitution.rules)}
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps({"rules": [{"id": k, "weight": w} for k, w in weights.items()]}))
+    settings = JudgeSettings(tiny, rules=True, rule_weights=path)
+    [(rules, weight)] = settings.rewards(None, rules_weight=0.5)
+    assert isinstance(rules, RulesJudgeReward) and rules.weights == weights and weight == 0.5
+    assert settings.record()["rule_weights"] == str(path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, mode, rules", [("grpo", "pairwise", False), ("rloo", "score", True)])
 def test_rl_with_the_judge_as_the_only_reward(tmp_path, tiny, tiny_model, algo, mode, rules):

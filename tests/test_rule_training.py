@@ -143,7 +143,7 @@ def test_fitted_rule_weights_make_the_rule_reward_their_weighted_sum_in_grpo(tmp
                     rule_model=str(rule_model[0]), rule_weights=weights)
     assert info["rule_weights"] == str(weights) and [r["weight"] for r in info["rules"]] == [2.0, -0.5]
     assert len(info["reward_history"]) == 2
-    with pytest.raises(CaiError, match="give --rule-model too"):
+    with pytest.raises(CaiError, match="give --rule-model or --rules-judge too"):
         train_rl(DEMO_PROMPTS, str(tiny_model), str(tmp_path / "pm"), tmp_path / "g2", "grpo", rule_weights=weights)
 
 
