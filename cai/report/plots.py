@@ -134,7 +134,7 @@ def elo_bars(tags: dict[str, dict]) -> str:
 def elo_by_iteration(iterations: list[dict]) -> str:
     """Iterated RL-CAI: each tag's Elo of each policy against the iteration, with 95% intervals."""
     tags = list(dict.fromkeys(tag for it in iterations for tag in it["tags"]))
-    fig = Figure(figsize=(3.6 * len(tags) + 0.6, 3.4))
+    fig = Figure(figsize=(3.6 * len(tags) + 0.6, 3.4), layout="constrained")
     for ax, tag in zip(fig.subplots(1, len(tags), squeeze=False)[0], tags):
         policies = list(dict.fromkeys(p for it in iterations for p in it["tags"].get(tag, {}).get("elo", {})))
         for policy in policies:
