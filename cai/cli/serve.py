@@ -22,22 +22,15 @@ app.add_typer(serve_app, name="serve")
 def _reward_parts(judge_engine: EngineConfig, reward_model, rule_model, rules_judge, judge_reward, judge_weight,
                   rule_weight, rule_weights, constitution, style, seed, cache):
     """The reward's parts and weights, their models loaded and the judge's engine opened."""
-    from cai.rewards.combine import PreferenceReward, judge_settings
+    from cai.rewards.combine import PreferenceReward, check_rules_part, judge_settings, rule_model_reward
 
-    if rule_model is not None and rules_judge:
-        raise CaiError("give one of --rule-model (a trained rule model) and --rules-judge (the judge asks each rule)")
-    if rule_weights is not None and rule_model is None and not rules_judge:
-        raise CaiError("--rule-weights weighs the rules' scores: give --rule-model or --rules-judge too")
+    check_rules_part(rule_model, rules_judge, rule_weights)
     judge = judge_settings(judge_engine, judge_reward, judge_weight, rules_judge, constitution, style, seed, rule_weights)
     parts = []
     if reward_model is not None:
         parts.append((PreferenceReward(reward_model), 1.0))
     if rule_model is not None:
-        from cai.train.rules import RuleReward
-
-        from cai.metrics.rule_weights import load_weights
-
-        parts.append((RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None), rule_weight))
+        parts.append((rule_model_reward(rule_model, rule_weights), rule_weight))
     if judge is not None:
         parts += judge.rewards(cache, rule_weight)
         judge.judge.open()  # now: a model that cannot load stops the server before it serves

@@ -72,6 +72,23 @@ def judge_settings(engine: EngineConfig, reward: str | None, weight: float, rule
     return JudgeSettings(engine, reward, weight, rules, constitution, style, seed, rule_weights if rules else None)
 
 
+def check_rules_part(rule_model: str | None, rules_judge: bool, rule_weights: Path | None) -> None:
+    """The rules' part of a reward is a trained rule model or the rules judged live, not both; weights
+    fitted to people weigh one of them."""
+    if rule_model is not None and rules_judge:
+        raise CaiError("give one of --rule-model (a trained rule model) and --rules-judge (the judge asks each rule)")
+    if rule_weights is not None and rule_model is None and not rules_judge:
+        raise CaiError("--rule-weights weighs the rules' scores: give --rule-model or --rules-judge too")
+
+
+def rule_model_reward(rule_model: str, rule_weights: Path | None):
+    """A rule model (`cai train rules`) as a reward, weighted by the constitution or by fitted weights."""
+    from cai.metrics.rule_weights import load_weights
+    from cai.train.rules import RuleReward
+
+    return RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None)
+
+
 class PreferenceReward:
     """A preference model (`cai train pm`) as a reward function: its score of each conversation
     with the completion, the conversation rendered by its own chat template, as TRL scores it."""

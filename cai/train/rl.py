@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cai.core.errors import CaiError
 from cai.io.inputs import load_prompts
+from cai.rewards.combine import check_rules_part, rule_model_reward
 from cai.train.common import Record, build_config, lora_config, model_path, save
 
 ALGOS = ("ppo", "rloo", "grpo")
@@ -63,7 +64,7 @@ def _prompts(prompts: Path, limit: int | None) -> list[list[dict]]:
     return [[m.model_dump() for m in row.prompt] for row in rows]
 
 
-def _check_rewards(algo: str, reward_model: str | None, rule_model: str | None, judge) -> None:
+def _check_rewards(algo: str, reward_model: str | None, rule_model: str | None, judge, rule_weights) -> None:
     if algo not in ALGOS:
         raise CaiError(f"--algo must be one of {', '.join(ALGOS)}")
     if algo == "ppo" and (rule_model is not None or judge is not None):
@@ -71,8 +72,7 @@ def _check_rewards(algo: str, reward_model: str | None, rule_model: str | None, 
                        "combined with it: use --algo rloo or --algo grpo")
     if algo == "ppo" and reward_model is None:
         raise CaiError("PPO needs --reward-model")
-    if judge is not None and judge.rules and rule_model is not None:
-        raise CaiError("give one of --rule-model (a trained rule model) and --rules-judge (the judge asks each rule)")
+    check_rules_part(rule_model, judge is not None and judge.rules, rule_weights)
     if reward_model is None and rule_model is None and (judge is None or not (judge.reward or judge.rules)):
         raise CaiError("no reward: give --reward-model, --judge-reward score|pairwise, a rule model or --rules-judge")
 
@@ -90,9 +90,7 @@ def train_rl(prompts: Path, policy: str, reward_model: str | None, out: Path, al
         AutoTokenizer,
     )
 
-    _check_rewards(algo, reward_model, rule_model, judge)
-    if rule_weights is not None and rule_model is None and not (judge and judge.rules):
-        raise CaiError("--rule-weights weighs the rules' scores: give --rule-model or --rules-judge too")
+    _check_rewards(algo, reward_model, rule_model, judge, rule_weights)
     policy_path = model_path(policy)
     reward_path = model_path(reward_model) if reward_model is not None else None
     tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
@@ -136,10 +134,7 @@ def train_rl(prompts: Path, policy: str, reward_model: str | None, out: Path, al
         if reward_model is not None:
             reward_funcs, processing, weights = [reward_net()], [reward_tokenizer], [1.0]
         if rule_model is not None:
-            from cai.metrics.rule_weights import load_weights
-            from cai.train.rules import RuleReward
-
-            rules = RuleReward(rule_model, load_weights(rule_weights) if rule_weights else None)
+            rules = rule_model_reward(rule_model, rule_weights)
             reward_funcs.append(rules)
             processing.append(None)
             weights.append(rule_weight)
