@@ -219,10 +219,10 @@ def export_prefs(run: RunDir, output: Path | None = None, min_confidence: float 
         ai_rows = filtered.rows + [row for rows in earlier.values() for row in rows]
         rows, added = mix_prefs(ai_rows, human, mix_ratio, seed) if mix else (ai_rows, 0)
         if not rows:  # a trainer would stop on it later, further from the cause
-            why = [filtered.note() if not keep_flagged else "", f"{len(records) - len(confident)} below confidence {min_confidence}"]
-            raise CaiError(f"no pairs to export: {source} holds {len(records)} labelled pairs"
-                           + "".join(f"; {w}" for w in why if w and not w.startswith("0 "))
-                           + (" (cai label leaves out pairs with a flagged answer unless --keep-flagged)" if not records else ""))
+            why = [f"; {len(records) - len(confident)} below confidence {min_confidence}"] if len(confident) < len(records) else []
+            why += [f"; {filtered.note()}"] if filtered.left_out else []
+            why += [" (cai label leaves out pairs with a flagged answer unless --keep-flagged)"] if not records else []
+            raise CaiError(f"no pairs to export: {source} holds {len(records)} labelled pairs{''.join(why)}")
         output = output or run.file("prefs.jsonl")
         write_jsonl(output, rows)
         run.record_stage("export_prefs", {
